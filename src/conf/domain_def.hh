@@ -17,6 +17,7 @@
 #include "util/xml_writer.hh"
 
 #include <cstdint>
+#include <libxml/tree.h>
 #include <map>
 #include <memory>
 #include <optional>
@@ -46,7 +47,18 @@ enum DomainFormatFlags : unsigned {
 struct VerbatimNode {
     std::string after;   // name of the modelled element it followed ("" = first)
     std::string xml;     // the element serialised in libvirt layout, indent 0
+    // Which occurrence of `after` it followed (0-based), for repeated elements
+    // such as devices; 0 for elements that occur once.
+    int after_ordinal = 0;
+    // The parsed element itself, in a private copy of the input document that
+    // every verbatim node of one parse shares; lets it be re-emitted at any
+    // indentation exactly. When null (a node built by hand), `xml` is used.
+    std::shared_ptr<xmlDoc> owner;
+    const xmlNode *node = nullptr;
 };
+
+// Attributes kept in document order (unknown attributes of modelled elements).
+using AttrList = std::vector<std::pair<std::string, std::string>>;
 
 struct NetworkHost {
     std::string name, port, transport, socket;
@@ -59,6 +71,7 @@ struct StorageSource {
     std::string path;                   // file= / dev= / dir=
     std::string protocol, name;         // network disks
     std::vector<NetworkHost> hosts;
+    std::string pool, volume;           // type='volume' sources
     std::string format;                 // qcow2, raw ... ("" = unknown/probe)
     bool readonly = false;              // meaningful for backing layers
     std::optional<int> index;           // <backingStore index='N'> (status XML)
@@ -66,6 +79,8 @@ struct StorageSource {
     bool backing_terminated = false;    // explicit empty <backingStore/>: chain ends here
     std::vector<VerbatimNode> source_extras;  // e.g. <seclabel>, <auth>, <reservations>
     std::map<std::string, std::string> source_extra_attrs;  // startupPolicy, index ...
+    AttrList backing_extra_attrs;       // unknown attributes of this layer's <backingStore>
+    std::vector<VerbatimNode> backing_extras;  // unknown children of this layer's <backingStore>
 
     StorageSource() = default;
     StorageSource(const StorageSource &o);
@@ -85,10 +100,13 @@ struct DomainDisk {
     StorageSource src;                  // src.format is <driver type=>
     std::string driver_name;            // <driver name='qemu'>
     std::vector<std::pair<std::string, std::string>> driver_attrs;  // cache, io, discard... in order
+    std::vector<VerbatimNode> driver_children;   // <metadata_cache>, <iothreads> inside <driver>
     std::string target_dev, target_bus;
+    AttrList target_extra_attrs;        // tray, removable, rotation_rate ...
     bool readonly = false, shareable = false, transient = false;
     std::string serial;
     std::optional<int> boot_order;
+    AttrList boot_extra_attrs;          // loadparm
     std::string snapshot;               // <disk snapshot='no|internal|external|manual'> or ""
     std::string address_xml;            // <address .../> verbatim ("" = none)
     std::string alias;                  // runtime <alias name=> (status only)
@@ -102,6 +120,12 @@ struct DomainDevice {
     std::string kind;                   // element name: controller, interface, serial, ...
     std::map<std::string, std::string> attrs;  // top-level attributes (type, model, index ...)
     std::string xml;                    // full element, libvirt layout, indent 0
+    // Added: attributes in document order, and the parsed element (see
+    // VerbatimNode) so it is re-emitted exactly; graphics passwords are
+    // dropped on output unless kDomainFormatSecure.
+    AttrList attr_list;
+    std::shared_ptr<xmlDoc> owner;
+    const xmlNode *node = nullptr;
 };
 
 struct OsDef {
@@ -112,6 +136,7 @@ struct OsDef {
     std::string nvram_path, nvram_template;
     std::vector<std::string> boot_devs; // <boot dev=>
     std::vector<VerbatimNode> extras;   // bootmenu, smbios, ...
+    AttrList os_attrs, type_extra_attrs, loader_extra_attrs, nvram_extra_attrs;
 };
 
 class DomainDef {
@@ -136,6 +161,15 @@ public:
     std::vector<VerbatimNode> extras;   // unknown top-level elements, in place
     std::vector<VerbatimNode> device_extras;  // unknown device elements, in place
 
+    // Added members (not in the first contract).
+    AttrList root_extra_attrs;          // xmlns:* declarations and unknown <domain> attributes
+    AttrList memory_extra_attrs, current_memory_extra_attrs, vcpu_extra_attrs;
+    std::string vcpu_cpuset;
+    VerbatimNode features, cpu, clock;  // parsed forms of features_xml/cpu_xml/clock_xml
+    std::shared_ptr<xmlDoc> metadata_owner;   // sanitised <metadata> for exact re-dump
+    const xmlNode *metadata_node = nullptr;   // used while metadata_xml is unchanged
+    std::string metadata_dump;          // metadata_xml as produced by the parse
+
     DomainDef() = default;
     DomainDef(const DomainDef &) = default;
     DomainDef &operator=(const DomainDef &) = default;
@@ -145,7 +179,9 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<DomainDef>> parse_node(xml::Node root, unsigned flags);
 
     // Writes <domain ...> ... </domain> at the writer's indentation.
-    void format(xml::Writer &w, unsigned flags) const;
+    // `root_name` replaces the element name, e.g. "inactiveDomain" inside a
+    // <domainsnapshot> (libvirt writes the same content under that name).
+    void format(xml::Writer &w, unsigned flags, std::string_view root_name = "domain") const;
     std::string format_string(unsigned flags) const;
 
     // Disk lookup as libvirt's virDomainDiskIndexByName: a name starting with
