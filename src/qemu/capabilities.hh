@@ -1,0 +1,84 @@
+// capabilities.hh - what a QEMU binary can do, found by asking it.
+//
+// The binary is started with no guest (-machine none, -S) and a QMP socket;
+// commands and events come from query-qmp-schema, migration capabilities from
+// query-migrate-capabilities, machine types from query-machines. Features are
+// decided from these, never from the version number (kept for information).
+// QEMU 7.2 (Debian 12) and 10.0 (bookworm-backports) are both expected.
+//
+// KVM is three separate facts, because on some hosts /dev/kvm opens and QEMU
+// starts with -accel kvm, yet guests hang: kvm_device_opens, kvm_accel_starts
+// (QEMU with -accel kvm reports KVM enabled) and kvm_runs_guest_code (a 64 KiB
+// firmware that only writes to isa-debug-exit made QEMU exit under KVM).
+// The last is real-mode code only: it is necessary, not sufficient, for real
+// guests, so the daemon keeps TCG unless configured otherwise.
+#pragma once
+
+#include "qemu/monitor_types.hh"
+#include "util/result.hh"
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace virtsnap::qemu {
+
+struct QemuCaps {
+    std::string binary;
+    int64_t mtime_ns = 0;
+
+    // Informational only.
+    int major = 0, minor = 0, micro = 0;
+    std::string package;
+    std::string version() const;
+
+    std::set<std::string> commands;
+    std::set<std::string> events;
+    std::set<std::string> migration_capabilities;
+    std::vector<MachineInfo> machines;
+    std::string default_machine;
+
+    bool kvm_device_opens = false;
+    bool kvm_accel_starts = false;
+    bool kvm_runs_guest_code = false;
+
+    bool has_command(const std::string &name) const { return commands.count(name) != 0; }
+    bool has_event(const std::string &name) const { return events.count(name) != 0; }
+    bool has_migration_capability(const std::string &name) const {
+        return migration_capabilities.count(name) != 0;
+    }
+    // snapshot-save, snapshot-load and snapshot-delete jobs (QEMU >= 6.0).
+    bool has_snapshot_jobs() const;
+    bool has_blockdev_reopen() const { return has_command("blockdev-reopen"); }
+    bool has_background_snapshot() const { return has_migration_capability("background-snapshot"); }
+    bool has_machine(const std::string &name) const;
+};
+
+struct ProbeOptions {
+    bool probe_kvm = true;
+    std::chrono::milliseconds timeout{20000};  // per QEMU run
+};
+
+// Runs `binary` and probes it (two or three short QEMU runs with probe_kvm).
+[[nodiscard]] Result<QemuCaps> probe_qemu(const std::string &binary, const ProbeOptions &options = {});
+
+// Probe results per binary path, reused while the binary's mtime is unchanged.
+class QemuCapsCache {
+public:
+    explicit QemuCapsCache(ProbeOptions options = {}) : options_(options) {}
+    [[nodiscard]] Result<std::shared_ptr<const QemuCaps>> get(const std::string &binary);
+    // How many probes ran (tests check that the cache is used).
+    int probes() const;
+
+private:
+    ProbeOptions options_;
+    mutable std::mutex mu_;
+    std::map<std::string, std::shared_ptr<const QemuCaps>> cache_;
+    int probes_ = 0;
+};
+
+}  // namespace virtsnap::qemu

@@ -1,0 +1,58 @@
+// qemucapstest.cc - capability probing against the real QEMU binary
+// (integration suite): commands, events, migration capabilities, machine
+// types and KVM are found by asking QEMU; results are cached per binary.
+
+#include "qemu/capabilities.hh"
+#include "testutils/tap.hh"
+
+#include <cstdlib>
+
+#include <unistd.h>
+
+using namespace virtsnap;
+using namespace virtsnap::qemu;
+using virtsnap::test::Tap;
+
+int main() {
+    Tap tap;
+    const char *env = std::getenv("VIRTSNAP_QEMU");
+    std::string binary = env ? env : "/usr/bin/qemu-system-x86_64";
+    if (::access(binary.c_str(), X_OK) != 0) {
+        tap.skip("probe " + binary, "QEMU binary not installed");
+        return tap.finish();
+    }
+
+    QemuCapsCache cache;
+    auto caps = cache.get(binary);
+    if (!tap.ok(caps.has_value(), "probe succeeds", caps ? "" : caps.error().message())) return tap.finish();
+    const QemuCaps &c = **caps;
+    tap.note("QEMU " + c.version() + " (" + c.package + "), default machine " + c.default_machine + ", kvm " +
+             std::to_string(c.kvm_device_opens) + "/" + std::to_string(c.kvm_accel_starts) + "/" +
+             std::to_string(c.kvm_runs_guest_code));
+    tap.ok(c.major >= 7, "version from the greeting");
+    tap.ok(c.has_command("query-status") && c.has_command("blockdev-add") && c.has_command("transaction") &&
+               c.has_command("query-qmp-schema"),
+           "commands from query-qmp-schema", std::to_string(c.commands.size()));
+    tap.ok(c.has_event("JOB_STATUS_CHANGE") && c.has_event("STOP") && c.has_event("BLOCK_JOB_COMPLETED"),
+           "events from query-qmp-schema");
+    tap.ok(c.has_snapshot_jobs(), "snapshot-save/load/delete jobs (QEMU >= 6.0)");
+    tap.ok(c.has_blockdev_reopen(), "blockdev-reopen");
+    tap.ok(c.has_background_snapshot(), "background-snapshot migration capability");
+    tap.ok(c.has_migration_capability("multifd") && !c.has_migration_capability("no-such-capability"),
+           "migration capabilities from query-migrate-capabilities");
+    tap.ok(!c.default_machine.empty() && c.has_machine("pc") && c.has_machine("q35"), "machine types");
+    tap.ok(!c.kvm_runs_guest_code || (c.kvm_accel_starts && c.kvm_device_opens), "KVM facts are consistent");
+    tap.eq(cache.probes(), 1, "one probe");
+    auto again = cache.get(binary);
+    tap.ok(again && again->get() == caps->get() && cache.probes() == 1, "cached per binary and mtime");
+
+    auto missing = probe_qemu("/nonexistent/qemu-system-x86_64");
+    tap.ok(!missing && missing.error().code == VIR_ERR_SYSTEM_ERROR, "missing binary is an error");
+    ProbeOptions quick;
+    quick.probe_kvm = false;
+    quick.timeout = std::chrono::milliseconds(3000);
+    auto not_qemu = probe_qemu("/bin/false", quick);
+    tap.ok(!not_qemu && not_qemu.error().detail.find("Failed to probe QEMU binary with QMP") == 0,
+           "a binary that is not QEMU is an error", not_qemu ? "" : not_qemu.error().detail);
+    return tap.finish();
+}
