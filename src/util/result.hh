@@ -87,10 +87,15 @@ decltype(auto) take_value(Result<T> &&r) {
 
 // Propagates a failed Result to the caller; yields the value otherwise.
 // Uses a GNU statement expression (GCC and Clang), as QEMU and systemd do.
-#define TRY(expr)                                                              \
+// Each expansion gets its own variable so nested TRYs (a TRY inside a lambda
+// passed to a TRY) do not shadow each other.
+#define VS_TRY_CONCAT_(a, b) a##b
+#define VS_TRY_CONCAT(a, b) VS_TRY_CONCAT_(a, b)
+#define TRY(expr) VS_TRY_IMPL(expr, VS_TRY_CONCAT(_try_result_, __COUNTER__))
+#define VS_TRY_IMPL(expr, var)                                                 \
     ({                                                                         \
-        auto _try_result = (expr);                                             \
-        if (!_try_result.has_value())                                          \
-            return ::virtsnap::Unexpected{std::move(_try_result).error()};    \
-        ::virtsnap::detail::take_value(std::move(_try_result));                \
+        auto var = (expr);                                                     \
+        if (!var.has_value())                                                  \
+            return ::virtsnap::Unexpected{std::move(var).error()};            \
+        ::virtsnap::detail::take_value(std::move(var));                        \
     })

@@ -325,8 +325,8 @@ class Env:
     def heartbeats(self, name):
         """[(seq, guest_ms, gap)] parsed from VSHB lines."""
         out = []
-        for m in re.finditer(r"VSHB (\d+) (\d+) gap=(\d+)", self.serial_text(name)):
-            out.append((int(m.group(1)), int(m.group(2)), int(m.group(3))))
+        for m in re.finditer(r"VSHB (\d+) ([\d.]+) gap=(\d+)", self.serial_text(name)):
+            out.append((int(m.group(1)), float(m.group(2)), int(m.group(3))))
         return out
 
     def read_counter(self, image, ext4_file=None):

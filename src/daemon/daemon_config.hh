@@ -1,0 +1,39 @@
+// daemon_config.hh - virtsnapd's configuration file (virtsnapd.conf).
+//
+// The syntax is libvirt's: `key = value` lines, values are "strings" or
+// integers (octal with a leading 0), `#` starts a comment. Only the settings
+// that matter exist; an unknown key is an error so typos do not pass silently.
+#pragma once
+
+#include "util/result.hh"
+
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+namespace virtsnap::daemon {
+
+struct DaemonConfig {
+    mode_t unix_sock_rw_perms = 0600;
+    mode_t unix_sock_ro_perms = 0600;
+    std::string unix_sock_group;          // "" = the daemon's group
+    int log_level = 3;                    // 1 debug .. 4 error
+    std::string log_filters;              // "1:qemu.monitor 2:rpc"
+    std::string log_outputs;              // a file path, "" = stderr
+    std::string image_dir;                // default directory for save/snapshot images
+    unsigned max_workers = 8;
+    int keepalive_interval = 5;           // seconds; -1 disables
+    unsigned keepalive_count = 5;
+    // "instant" (background-snapshot when the host can) or "precopy" (libvirt's method)
+    std::string snapshot_live_method = "instant";
+    std::string qemu_binary = "/usr/bin/qemu-system-x86_64";
+    std::string qemu_img_binary = "/usr/bin/qemu-img";
+
+    // Parses the text of a configuration file; `what` names it in errors.
+    [[nodiscard]] static Result<DaemonConfig> parse(std::string_view text, std::string_view what);
+    // Reads a file; a missing file gives the defaults.
+    [[nodiscard]] static Result<DaemonConfig> load(const std::string &path);
+};
+
+}  // namespace virtsnap::daemon

@@ -1,0 +1,24 @@
+// host_capabilities.hh - the <capabilities> document virConnectGetCapabilities
+// returns: an x86_64 host offering `qemu` (TCG) guests and, where KVM really
+// works, `kvm` guests, with the machine types the QEMU binary reports.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace virtsnap::daemon {
+
+struct HostCapabilitiesInput {
+    std::string host_uuid;
+    std::string emulator;                      // /usr/bin/qemu-system-x86_64
+    std::vector<std::string> machines;         // pc-i440fx-7.2, pc-q35-7.2, ...
+    std::vector<std::string> machine_aliases;  // alias per entry of `machines` ("" = none)
+    std::vector<unsigned> machine_max_cpus;    // per entry of `machines`
+    bool kvm_usable = false;
+    unsigned cpus = 1;
+    unsigned long long memory_kib = 0;
+};
+
+std::string format_host_capabilities(const HostCapabilitiesInput &in);
+
+}  // namespace virtsnap::daemon

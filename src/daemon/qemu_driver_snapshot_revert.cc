@@ -1,0 +1,326 @@
+// qemu_driver_snapshot_revert.cc - virDomainRevertToSnapshot: libvirt's checks
+// in libvirt's order, then one of the revert machines of src/qemu_snapshot
+// under the domain job and a crash-safe journal, then the definitions, the
+// run state the snapshot (or the flags) ask for, events and "current".
+
+#include "daemon/qemu_driver.hh"
+
+#include "conf/snapshot_list.hh"
+#include "daemon/check_flags.hh"
+#include "qemu/host_probe.hh"
+#include "qemu/qemu_img.hh"
+#include "qemu/save_image.hh"
+#include "qemu_snapshot/snapshot_revert.hh"
+#include "qemu_snapshot/snapshot_revert_control.hh"
+#include "util/file.hh"
+#include "util/job_journal.hh"
+#include "util/log.hh"
+
+#include <libvirt/libvirt.h>
+
+#define LOG_MODULE "daemon.snapshot.revert"
+
+namespace virtsnap::daemon {
+
+namespace {
+
+constexpr const char *kRunningName = "VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING";
+constexpr const char *kPausedName = "VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED";
+
+// The snapshot's definition as the domain's: name and uuid are the domain's.
+std::unique_ptr<conf::DomainDef> adopt(const conf::DomainDef &src, const conf::DomainDef &current) {
+    auto d = src.clone();
+    d->name = current.name;
+    d->uuid = current.uuid;
+    d->id = -1;
+    return d;
+}
+
+}  // namespace
+
+Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::SnapshotRef &ref, uint32_t flags) {
+    // ---- public API and driver flag checks ----
+    if (c.read_only)
+        return fail(VIR_ERR_OPERATION_DENIED, VIR_FROM_DOMAIN_SNAPSHOT,
+                    "read only access prevents virDomainRevertToSnapshot");
+    if ((flags & VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING) && (flags & VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED))
+        return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_SNAPSHOT,
+                    std::string("Flags '") + kRunningName + "' and '" + kPausedName + "' are mutually exclusive");
+    TRY(check_flags(flags,
+                    VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING | VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED |
+                        VIR_DOMAIN_SNAPSHOT_REVERT_FORCE | VIR_DOMAIN_SNAPSHOT_REVERT_RESET_NVRAM,
+                    "qemuDomainRevertToSnapshot"));
+    auto dom = TRY(find(ref.dom));
+    auto job = TRY(dom->job.begin("remoteDispatchDomainRevertToSnapshot", qemu::JobOperation::SnapshotRevert));
+
+    std::shared_ptr<const conf::DomainDef> persistent_def;
+    std::shared_ptr<conf::SnapshotList> list;
+    bool persistent, managed, active;
+    {
+        std::lock_guard lock(dom->mu);
+        persistent_def = dom->def;
+        list = dom->snapshots;
+        persistent = dom->persistent;
+        managed = dom->has_managed_save;
+        active = dom->active();
+    }
+    if (!list) {
+        list = std::make_shared<conf::SnapshotList>();
+        TRY(list->load(layout_, persistent_def->name, dom->uuid));
+        std::lock_guard lock(dom->mu);
+        if (dom->snapshots) list = dom->snapshots;
+        else dom->snapshots = list;
+    }
+    conf::SnapshotDefPtr snap = TRY(list->find(ref.name));
+    const bool snap_online = snap->state == conf::SnapshotState::Running ||
+                             snap->state == conf::SnapshotState::Paused;
+    const unsigned run_flags = flags & (VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING | VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED);
+    if (!persistent && !snap_online && !run_flags)
+        return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU,
+                    "transient domain needs to request run or pause to revert to inactive snapshot");
+    if (!snap->domain)
+        return fail(VIR_ERR_SNAPSHOT_REVERT_RISKY, VIR_FROM_QEMU,
+                    "snapshot '" + snap->name + "' lacks domain '" + persistent_def->name + "' rollback info");
+    if (!(flags & VIR_DOMAIN_SNAPSHOT_REVERT_FORCE) && managed && !snap_online)
+        return fail(VIR_ERR_SNAPSHOT_REVERT_RISKY, VIR_FROM_QEMU,
+                    "snapshot without memory state, removal of existing managed saved state strongly "
+                    "recommended to avoid corruption");
+    if (snap->state == conf::SnapshotState::PmSuspended)
+        return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
+                    "qemu doesn't support reversion of snapshot taken in PMSUSPENDED state");
+
+    const bool external = snap->is_external();
+    const bool memory_external = snap->memory == conf::SnapshotLocation::External && !snap->memory_file.empty();
+    if (external && snap_online && !memory_external)
+        return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU,
+                    "snapshot '" + snap->name + "' has no memory image to revert to");
+    // Paused afterwards: the snapshot was paused or PAUSED asked for it; RUNNING wins.
+    const bool want_paused = (flags & VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED) ||
+                             (snap->state == conf::SnapshotState::Paused &&
+                              !(flags & VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING));
+
+    std::unique_ptr<conf::DomainDef> new_persistent =
+        adopt(snap->inactive_domain ? *snap->inactive_domain : *snap->domain, *persistent_def);
+    std::unique_ptr<conf::DomainDef> new_live = adopt(*snap->domain, *persistent_def);
+
+    rpc::DomainRef dref;
+    {
+        std::lock_guard lock(dom->mu);
+        dref = ref_of(*dom);
+    }
+
+    // ---- journal ----
+    JournalHeader header;
+    header.operation = "snapshot-revert";
+    header.domain_uuid = dom->uuid.str();
+    header.fields.set("domain", persistent_def->name).set("snapshot", snap->name).set("flags", flags);
+    header.fields.set("mode", std::string(external ? (memory_external ? "external-memory" : "external")
+                                                   : (snap_online ? "internal-online" : "internal-offline")));
+    TRY(file::make_dirs(layout_.journal_dir(), 0700, VIR_FROM_QEMU));
+    JobJournal journal = TRY(JobJournal::create(layout_.journal_dir(), header));
+    auto finish_journal = [&journal](const char *outcome) {
+        if (auto st = journal.finish(outcome); !st) VS_WARN("cannot end journal: %s", st.error().message().c_str());
+    };
+
+    // ---- helpers over the domain ----
+    auto stop_qemu = [&]() -> Status {
+        qemu::DomainProcess *p;
+        {
+            std::lock_guard lock(dom->mu);
+            p = dom->process.get();
+        }
+        if (p && p->active()) TRY(p->stop(VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT));
+        release_stopped_process(dom);
+        return ok();
+    };
+    auto start_qemu = [&](const conf::DomainDef &def, bool paused, int incoming_fd) -> Status {
+        auto live = def.clone();
+        auto paths = TRY(qemu::ProcessPaths::for_domain(layout_, live->name));
+        int id = domains_.allocate_id();
+        live->id = id;
+        qemu::DomainProcess::StartOptions opts;
+        opts.paused = paused;
+        opts.host = qemu::probe_host();
+        opts.incoming_fd = incoming_fd;
+        opts.running_reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;
+        opts.paused_reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
+        opts.started_detail = VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT;
+        opts.suspended_detail = VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT;
+        auto process = TRY(qemu::DomainProcess::start(*live, paths, opts, process_handler(dom)));
+        auto [state, reason] = process->state();
+        {
+            std::lock_guard lock(dom->mu);
+            dom->live = process->live_def() ? process->live_def() : std::shared_ptr<const conf::DomainDef>(std::move(live));
+            dom->id = id;
+            dom->state = state;
+            dom->reason = reason;
+            dom->process = std::move(process);
+        }
+        domains_.set_id(dom, id);
+        return ok();
+    };
+    auto install_persistent = [&](std::unique_ptr<conf::DomainDef> def) -> Status {
+        if (persistent) TRY(save_config(*def));
+        {
+            std::lock_guard lock(dom->mu);
+            dom->def = std::shared_ptr<const conf::DomainDef>(std::move(def));
+        }
+        if (persistent) emit_lifecycle(dom, VIR_DOMAIN_EVENT_DEFINED, VIR_DOMAIN_EVENT_DEFINED_FROM_SNAPSHOT);
+        return ok();
+    };
+
+    std::optional<Error> late_error;
+    auto note_late = [&late_error](Status st) {
+        if (!st && !late_error) late_error = std::move(st).error();
+    };
+
+    if (!external && snap_online) {
+        // ---- internal with memory: QEMU's snapshot-load ----
+        bool started_here = false;
+        if (!active) {
+            // Check the tags before anything starts.
+            TRY(qemu_snapshot::check_internal_tag(qemu_snapshot::internal_snapshot_disks(*snap, *new_live),
+                                                  snap->name));
+            if (auto st = start_qemu(*new_live, true, -1); !st) {
+                finish_journal("rolled-back");
+                return st;
+            }
+            started_here = true;
+        }
+        qemu::DomainProcess *process;
+        std::shared_ptr<const conf::DomainDef> live;
+        {
+            std::lock_guard lock(dom->mu);
+            process = dom->process.get();
+            live = dom->live;
+        }
+        if (!process || !live) {
+            finish_journal("rolled-back");
+            return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_DOMAIN, "domain is not running");
+        }
+        auto disks = qemu_snapshot::internal_snapshot_disks(*snap, *live);
+        auto graph = process->block_graph();
+        qemu_snapshot::InternalActiveRevert req;
+        req.tag = snap->name;
+        req.journal = &journal;
+        Status st = qemu_snapshot::check_internal_tag(disks, snap->name);
+        if (st) {
+            for (const auto *d : disks) {
+                std::string node;
+                for (const auto &g : graph)
+                    if (g.target == d->target_dev) node = g.top_node();
+                if (node.empty()) {
+                    st = fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "no block node for disk '" + d->target_dev + "'");
+                    break;
+                }
+                req.devices.push_back(node);
+                auto info = qemu::qemu_img::info(d->src.path, "", true);
+                if (info && req.vmstate.empty())
+                    for (const auto &s : info->snapshots)
+                        if (s.name == snap->name && s.vm_state_size > 0) req.vmstate = node;
+            }
+        }
+        if (st && req.vmstate.empty())
+            st = fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU,
+                      "snapshot '" + snap->name + "' has no saved memory state to revert to");
+        if (st) {
+            qemu_snapshot::ProcessDomainControl ctl(*process, "snapshot-revert", journal.id(),
+                                                    [d = dom.get()] { return d->job.abort_requested(); });
+            req.ctl = &ctl;
+            st = qemu_snapshot::revert_internal_active(req);
+            (void)process->set_job(std::nullopt);
+        }
+        if (!st) {
+            if (started_here) (void)stop_qemu();
+            finish_journal("rolled-back");
+            return st;
+        }
+        // ══ the guest is at the snapshot ══
+        if (persistent) note_late(install_persistent(std::move(new_persistent)));
+        if (!started_here) emit_lifecycle(dom, VIR_DOMAIN_EVENT_STARTED, VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT);
+        if (want_paused) {
+            std::lock_guard lock(dom->mu);
+            dom->state = VIR_DOMAIN_PAUSED;
+            dom->reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
+        } else {
+            note_late(process->resume(VIR_DOMAIN_RUNNING_FROM_SNAPSHOT));
+        }
+    } else if (!external) {
+        // ---- internal without memory: qemu-img snapshot -a on shut-off disks ----
+        TRY(qemu_snapshot::check_internal_tag(qemu_snapshot::internal_snapshot_disks(*snap, *new_persistent),
+                                              snap->name));
+        if (auto st = stop_qemu(); !st) {
+            finish_journal("rolled-back");
+            return st;
+        }
+        if (auto st = qemu_snapshot::revert_internal_inactive(*snap, *new_persistent, &journal); !st) {
+            finish_journal("rolled-back");
+            return st;
+        }
+        auto boot_def = new_persistent->clone();
+        note_late(install_persistent(std::move(new_persistent)));
+        if (run_flags && !late_error) note_late(start_qemu(*boot_def, want_paused, -1));
+    } else {
+        // ---- external: new overlays on the snapshot's images ----
+        std::optional<qemu::SaveImage> image;
+        if (memory_external && snap_online) {
+            auto img = qemu::open_save_image(snap->memory_file);
+            if (!img) {
+                finish_journal("rolled-back");
+                return fail(std::move(img).error());
+            }
+            image = std::move(*img);
+        }
+        qemu_snapshot::Txn txn;
+        auto prepared = qemu_snapshot::revert_external_prepare(*snap, *new_persistent, txn, &journal);
+        if (!prepared) {
+            finish_journal("rolled-back");
+            return fail(txn.abort(std::move(prepared).error()));
+        }
+        // The live definition runs on the same new overlays.
+        for (auto &d : new_live->disks)
+            if (const conf::DomainDisk *pd = prepared->def->disk_by_target(d.target_dev))
+                for (const auto &sd : snap->disks)
+                    if (sd.name == d.target_dev && sd.snapshot == conf::SnapshotLocation::External) d.src = pd->src;
+        if (auto st = stop_qemu(); !st) {
+            finish_journal("rolled-back");
+            return fail(txn.abort(std::move(st).error()));
+        }
+        // ══ commit point: the old QEMU is gone; the new definition goes in ══
+        if (auto st = journal.commit({{"overlays", std::to_string(prepared->overlays.size())}}); !st)
+            VS_WARN("cannot record the commit of the revert: %s", st.error().message().c_str());
+        txn.commit();
+        note_late(install_persistent(std::move(prepared->def)));
+        if (image) {
+            if (!late_error) {
+                Status st = start_qemu(*new_live, true, image->fd.get());
+                note_late(st);
+                if (st) {
+                    if (!want_paused) {
+                        qemu::DomainProcess *p;
+                        {
+                            std::lock_guard lock(dom->mu);
+                            p = dom->process.get();
+                        }
+                        if (p) note_late(p->resume(VIR_DOMAIN_RUNNING_FROM_SNAPSHOT));
+                    } else {
+                        std::lock_guard lock(dom->mu);
+                        dom->reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
+                    }
+                }
+            }
+        } else if (run_flags && !late_error) {
+            note_late(start_qemu(*new_live, want_paused, -1));
+        }
+    }
+
+    // ---- current ----
+    if (auto st = list->set_current(snap->name); !st)
+        VS_WARN("cannot make snapshot '%s' current: %s", snap->name.c_str(), st.error().message().c_str());
+    finish_journal(late_error ? "incomplete" : "ok");
+    (void)dref;
+    if (late_error) return fail(std::move(*late_error));
+    return ok();
+}
+
+}  // namespace virtsnap::daemon

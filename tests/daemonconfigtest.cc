@@ -1,0 +1,82 @@
+// daemonconfigtest.cc - virtsnapd.conf parsing: defaults, every key, libvirt's
+// quoting and comments, and the errors for bad input.
+
+#include "tap.hh"
+
+#include "daemon/daemon_config.hh"
+#include "daemon/host_capabilities.hh"
+#include "util/xml_doc.hh"
+
+using namespace virtsnap;
+using daemon::DaemonConfig;
+
+int main() {
+    test::Tap t;
+    auto d = DaemonConfig::parse("", "empty.conf");
+    t.ok(d && d->unix_sock_rw_perms == 0600 && d->unix_sock_ro_perms == 0600 && d->max_workers == 8 &&
+             d->snapshot_live_method == "instant",
+         "empty file gives the safe defaults");
+
+    auto c = DaemonConfig::parse("# comment\n"
+                                 "unix_sock_rw_perms = \"0770\"\n"
+                                 "unix_sock_ro_perms = \"0777\"   # trailing comment\n"
+                                 "unix_sock_group = \"kvm\"\n"
+                                 "log_level = 1\n"
+                                 "log_filters = \"1:qemu.monitor 2:rpc\"\n"
+                                 "log_outputs = \"/tmp/x#y.log\"\n"
+                                 "max_workers = 16\n"
+                                 "keepalive_interval = -1\n"
+                                 "snapshot_live_method = \"precopy\"\n",
+                                 "full.conf");
+    t.ok(c.has_value(), "every key parses", c ? "" : c.error().message());
+    if (c) {
+        t.eq(int(c->unix_sock_rw_perms), 0770, "rw perms are octal");
+        t.eq(int(c->unix_sock_ro_perms), 0777, "ro perms");
+        t.eq(c->unix_sock_group, std::string("kvm"), "group");
+        t.eq(c->log_level, 1, "log level");
+        t.eq(c->log_filters, std::string("1:qemu.monitor 2:rpc"), "log filters");
+        t.eq(c->log_outputs, std::string("/tmp/x#y.log"), "'#' inside a string is kept");
+        t.eq(c->max_workers, 16u, "workers");
+        t.eq(c->keepalive_interval, -1, "keepalive disabled");
+        t.eq(c->snapshot_live_method, std::string("precopy"), "live method");
+    }
+    struct Bad {
+        const char *text, *why;
+    } bad[] = {
+        {"nosuchkey = 1\n", "unknown key"},
+        {"log_level = 9\n", "value out of range"},
+        {"log_level = \"1\"\n", "string where a number is expected"},
+        {"unix_sock_rw_perms = \"0999\"\n", "invalid permissions"},
+        {"log_filters = \"abc\n", "unterminated string"},
+        {"max_workers 4\n", "missing '='"},
+        {"snapshot_live_method = \"fast\"\n", "unknown live method"},
+    };
+    for (const auto &b : bad) {
+        auto r = DaemonConfig::parse(b.text, "bad.conf");
+        t.ok(!r && r.error().code == VIR_ERR_CONF_SYNTAX && r.error().detail.rfind("bad.conf", 0) == 0,
+             std::string("rejected: ") + b.why, r ? "parsed" : r.error().message());
+    }
+    auto missing = DaemonConfig::load("/nonexistent/virtsnapd.conf");
+    t.ok(missing && missing->max_workers == 8, "a missing file gives the defaults");
+
+    daemon::HostCapabilitiesInput in;
+    in.host_uuid = "c7a5fdbd-edaf-9455-926a-d65c16db1809";
+    in.emulator = "/usr/bin/qemu-system-x86_64";
+    in.machines = {"pc-i440fx-7.2", "pc-q35-7.2"};
+    in.machine_aliases = {"pc", "q35"};
+    in.cpus = 2;
+    in.memory_kib = 1024;
+    std::string caps = daemon::format_host_capabilities(in);
+    auto doc = xml::parse(caps, "caps", VIR_FROM_NONE);
+    t.ok(doc.has_value(), "capabilities parse as XML");
+    if (doc) {
+        auto v = xml::validate_rng(*doc, xml::schema_dir() + "/capability.rng", VIR_FROM_NONE);
+        t.ok(v.has_value(), "capabilities validate against capability.rng", v ? "" : v.error().message());
+    }
+    t.ok(caps.find("<domain type='qemu'/>") != std::string::npos && caps.find("type='kvm'") == std::string::npos,
+         "qemu guests offered, kvm only when usable");
+    in.kvm_usable = true;
+    t.ok(daemon::format_host_capabilities(in).find("<domain type='kvm'/>") != std::string::npos,
+         "kvm guests offered when KVM works");
+    return t.finish();
+}
