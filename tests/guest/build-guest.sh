@@ -92,7 +92,7 @@ chmod 0755 "$root/sbin/shutdown"
 # dependencies (from each module's .modinfo "depends=" entry; the package ships
 # no modules.dep and depmod may be absent), in load order.
 moddir="$work/x/lib/modules/$kver"
-wanted="virtio_pci virtio_blk virtio_console virtio_scsi sd_mod sr_mod ata_piix ahci button"
+wanted="virtio_pci virtio_blk virtio_console virtio_scsi sd_mod sr_mod ata_piix ahci button evdev"
 : >"$root/lib/modules/load.order"
 declare -A modpath=() seen=()
 while IFS= read -r f; do
