@@ -220,7 +220,7 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
         }
         auto res = plan.has_internal ? qemu_snapshot::create_internal_active(std::move(req))
                                      : qemu_snapshot::create_external_active(std::move(req));
-        (void)process->set_job(std::nullopt);
+        if (process->active()) (void)process->set_job(std::nullopt);
         if (!res) {
             (void)journal.finish("rolled-back");
             return fail(std::move(res).error());

@@ -48,7 +48,16 @@ t.ok(r.ok and "id='" in r.out, "live XML carries the id", r)
 r = env.virsh("dumpxml", "--inactive", "g1")
 t.ok(r.ok and "id='" not in r.out, "inactive XML has no id", r)
 r = env.virsh("start", "g1")
-t.ok(not r.ok and "domain is already running" in r.err, "starting a running domain is refused", r)
+# virsh checks isActive itself first, exactly as against libvirtd.
+t.ok(not r.ok and "Domain is already active" in r.err, "starting a running domain is refused", r)
+try:
+    conn0 = env.connect()
+    conn0.lookupByName("g1").create()
+    t.ok(False, "python: starting a running domain is refused")
+except libvirt.libvirtError as e:
+    t.eq((e.get_error_code(), str(e)), (libvirt.VIR_ERR_OPERATION_INVALID,
+                                        "Requested operation is not valid: domain is already running"),
+         "python: starting a running domain gives libvirt's error")
 
 # ---- suspend / resume, seen by the guest heartbeat stopping ----
 env.virsh_ok("suspend", "suspend", "g1")
