@@ -86,10 +86,14 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
         std::string_view line = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
         pos = nl == std::string_view::npos ? text.size() + 1 : nl + 1;
         ++line_no;
-        if (auto hash = line.find('#'); hash != std::string_view::npos) {
-            // '#' inside a quoted value is kept.
-            size_t q = line.find('"');
-            if (q == std::string_view::npos || hash < q) line = line.substr(0, hash);
+        // A '#' outside double quotes starts a comment.
+        bool quoted = false;
+        for (size_t i = 0; i < line.size(); ++i) {
+            if (line[i] == '"') quoted = !quoted;
+            else if (line[i] == '#' && !quoted) {
+                line = line.substr(0, i);
+                break;
+            }
         }
         line = trim(line);
         if (line.empty()) continue;
