@@ -1,0 +1,104 @@
+// memory_migration.hh - a running QEMU's device and RAM state sent to a file
+// descriptor through QMP migration: what save, managed save and memory
+// snapshots are made of.
+//
+// migrate_memory_to_fd() drives one outgoing migration as libvirt's
+// qemuMigrationSrcToFile does, with QEMU writing the file itself (no helper
+// process or pipe in between):
+//
+//   query-migrate-capabilities, query-migrate-parameters   (what to restore)
+//   migrate-set-capabilities   events + the caller's capabilities
+//   migrate-set-parameters     max-bandwidth unlimited
+//   getfd "migrate" + migrate "fd:migrate"
+//   wait: MIGRATION events wake the waiter, query-migrate gives the figures;
+//         an abort request sends migrate_cancel and waits for QEMU to stop
+//   migrate-set-parameters / -capabilities back to what they were
+//
+// Capabilities are probed on the QEMU at hand (query-migrate-capabilities),
+// never assumed from its version: a requested capability QEMU lacks fails
+// up front with VIR_ERR_OPERATION_UNSUPPORTED.
+//
+// Errors are libvirt's (qemuMigrationJobCheckStatus): a failed migration is
+// VIR_ERR_OPERATION_FAILED "<job>: <QEMU's error>", a cancelled one
+// VIR_ERR_OPERATION_ABORTED "<job>: canceled by client", where <job> is e.g.
+// "domain save job" or "snapshot job".
+//
+// The incoming side needs nothing here: DomainProcess::start with
+// StartOptions::incoming_fd (an fd positioned at the stream, e.g. from
+// open_save_image) runs migrate-incoming and waits for it.
+#pragma once
+
+#include "qemu/domain_job.hh"
+#include "qemu/monitor.hh"
+#include "util/result.hh"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace virtsnap::qemu {
+
+// A snapshot of the migration's figures (query-migrate).
+struct MigrationProgress {
+    std::string status;              // QEMU's MigrationStatus ("setup", "active", "completed" ...)
+    uint64_t total = 0;              // guest RAM bytes
+    uint64_t processed = 0;          // bytes transferred
+    uint64_t remaining = 0;          // bytes still to send
+    std::chrono::milliseconds elapsed{0};
+    std::optional<int64_t> downtime_ms;
+    std::optional<int64_t> setup_time_ms;
+};
+
+// Thread-safe holder of the latest figures: the migration updates it, the
+// domain job's progress provider reads it for domjobinfo.
+class MigrationTracker {
+public:
+    explicit MigrationTracker(JobOperation operation) : operation_(operation) {}
+
+    void update(const MigrationProgress &p);
+    MigrationProgress get() const;
+
+    // virDomainGetJobStats figures: UNBOUNDED while running, `final_type`
+    // (COMPLETED, FAILED, CANCELLED) for the stored last-job statistics.
+    JobStats stats() const;
+    JobStats final_stats(int final_type) const;
+
+private:
+    JobStats make_stats(int type) const;
+
+    JobOperation operation_;
+    mutable std::mutex mu_;
+    MigrationProgress progress_;
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+struct MemoryMigrationOptions {
+    // Names the job in errors, as libvirt's qemuMigrationJobName.
+    std::string job_name = "domain save job";
+    // Capabilities to switch on for this migration (e.g. "background-snapshot"),
+    // switched back afterwards.
+    std::vector<std::string> capabilities;
+    // migrate-set-parameters max-bandwidth to the largest value libvirt uses
+    // (QEMU's default is 32 MiB/s), restored afterwards.
+    bool unlimited_bandwidth = true;
+    // Polled between checks; true requests migrate_cancel.
+    std::function<bool()> abort_requested;
+    // Receives the figures after every check (optional).
+    MigrationTracker *tracker = nullptr;
+    std::chrono::milliseconds poll_interval{100};
+    // The whole migration; past it the migration is cancelled and fails.
+    std::chrono::milliseconds timeout = std::chrono::hours(6);
+};
+
+// Migrates to `fd` (QEMU receives a duplicate and writes at the fd's current
+// offset) and waits until QEMU reports completion. On every failure the
+// migration is cancelled if still running and QEMU's migration settings are
+// put back; the guest's run state is the caller's business.
+[[nodiscard]] Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd,
+                                                             const MemoryMigrationOptions &options);
+
+}  // namespace virtsnap::qemu
