@@ -11,6 +11,7 @@
 #include "conf/state_layout.hh"
 #include "util/file.hh"
 #include "util/xml_doc.hh"
+#include "util/xml_file_warning.hh"
 
 #include <chrono>
 #include <cstdio>
@@ -49,7 +50,7 @@ Result<MomentStore::Parsed<std::unique_ptr<Meta>>> parse_snapshot(const std::str
 }
 
 std::string snapshot_xml(const std::string &name, const std::string &parent, bool active) {
-    std::string x = auto_generated_warning("snapshot-edit", name);
+    std::string x = xml::file_warning("snapshot-edit", name);
     x += "<domainsnapshot>\n  <name>" + name + "</name>\n  <state>shutoff</state>\n";
     if (!parent.empty()) x += "  <parent>\n    <name>" + parent + "</name>\n  </parent>\n";
     x += "  <creationTime>1700000000</creationTime>\n";
@@ -328,9 +329,9 @@ void test_domain_configs(test::Tap &tap, const std::string &root) {
     tap.ok(test::read_text(root + "/etc/qemu/my vm.xml").find("  virsh edit c7a5fdbd-edaf-9455-926a-d65c16db1809\n") !=
                std::string::npos,
            "shell-unsafe name replaced by the UUID");
-    tap.ok(auto_generated_warning("edit", "a--b").find("  virsh edit\n") != std::string::npos,
+    tap.ok(xml::file_warning("edit", "a--b").find("  virsh edit\n") != std::string::npos,
            "no safe candidate: command alone");
-    tap.ok(auto_generated_warning("snapshot-edit", "s1").find("  virsh snapshot-edit s1\n") != std::string::npos,
+    tap.ok(xml::file_warning("snapshot-edit", "s1").find("  virsh snapshot-edit s1\n") != std::string::npos,
            "snapshot header names snapshot-edit");
 
     for (const char *bad : {"../x", "a/b", ".", "", ".."})

@@ -1,6 +1,7 @@
 // domain_config_store.cc - domain config files, their warning header, autostart links.
 
 #include "conf/domain_config_store.hh"
+#include "util/xml_file_warning.hh"
 
 #include "util/file.hh"
 #include "util/log.hh"
@@ -24,37 +25,10 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 }  // namespace
 
-bool is_shell_safe_comment(std::string_view name) {
-    static constexpr std::string_view unsafe = "\r\t\n !\"#$&'()*;<>?[\\]^`{|}~";
-    return name.find_first_of(unsafe) == std::string_view::npos && name.find("--") == std::string_view::npos;
-}
-
-std::string auto_generated_warning(std::string_view command, std::string_view name, std::string_view fallback) {
-    std::string out =
-        "<!--\n"
-        "WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n"
-        "OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n"
-        "  virsh ";
-    out += command;
-    // An empty candidate counts as absent, as a NULL string does in libvirt.
-    std::string_view shown;
-    if (!name.empty() && is_shell_safe_comment(name)) shown = name;
-    else if (!fallback.empty() && is_shell_safe_comment(fallback)) shown = fallback;
-    if (!shown.empty()) {
-        out += ' ';
-        out += shown;
-    }
-    out +=
-        "\n"
-        "or other application using the libvirt API.\n"
-        "-->\n\n";
-    return out;
-}
-
 Status DomainConfigStore::save(std::string_view name, std::string_view xml, std::string_view uuid) const {
     std::string path = TRY(file::child_path(config_dir_, name, ".xml", kDomain));
     TRY(file::make_dirs(config_dir_, 0755, kDomain));
-    std::string text = auto_generated_warning("edit", name, uuid);
+    std::string text = xml::file_warning("edit", name, uuid);
     text += xml;
     return file::write_atomic(path, text, 0600, kDomain);
 }

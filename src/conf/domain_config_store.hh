@@ -19,14 +19,6 @@
 
 namespace virtsnap {
 
-// The comment libvirt's virXMLSaveFile puts before the XML (virXMLEmitWarning):
-// "virsh <command> <name>" with `name` only when it is shell-safe (else the
-// fallback, e.g. the UUID; else nothing), followed by a blank line.
-// Domain configs use command "edit", snapshot metadata "snapshot-edit".
-std::string auto_generated_warning(std::string_view command, std::string_view name,
-                                   std::string_view fallback = {});
-// virXMLPickShellSafeComment's test for one candidate.
-bool is_shell_safe_comment(std::string_view name);
 
 struct DomainConfigLoadReport {
     std::vector<std::string> loaded;  // domain names, in file-name order

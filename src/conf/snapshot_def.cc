@@ -1,6 +1,7 @@
 // snapshot_def.cc - <domainsnapshot> parse and format, in libvirt 9.0's order.
 
 #include "conf/snapshot_def.hh"
+#include "util/xml_file_warning.hh"
 
 #include "util/log.hh"
 #include "util/xml_doc.hh"
@@ -262,14 +263,7 @@ std::string SnapshotDef::format(const std::optional<Uuid> &domain_uuid, unsigned
     return w.take();
 }
 
-std::string_view snapshot_metadata_warning() {
-    return "<!--\n"
-           "WARNING: THIS IS AN AUTO-GENERATED FILE. CHANGES TO IT ARE LIKELY TO BE\n"
-           "OVERWRITTEN AND LOST. Changes to this xml configuration should be made using:\n"
-           "  virsh snapshot-edit\n"
-           "or other application using the libvirt API.\n"
-           "-->\n\n";
-}
+std::string snapshot_metadata_warning() { return xml::file_warning("snapshot-edit"); }
 
 std::string snapshot_metadata_file_text(const SnapshotDef &def, const Uuid &domain_uuid, bool current) {
     unsigned flags = kSnapshotFormatSecure | kSnapshotFormatInternal;

@@ -107,7 +107,7 @@ public:
 [[nodiscard]] Status snapshot_default_post_parse(SnapshotDef &def);
 
 // The comment libvirt's virXMLSaveFile puts before a snapshot metadata file.
-std::string_view snapshot_metadata_warning();
+std::string snapshot_metadata_warning();
 
 // The complete text of <snapshotDir>/<domain>/<name>.xml as the qemu driver
 // writes it: the warning, then the internal format (SECURE|INTERNAL, plus
