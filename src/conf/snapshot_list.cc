@@ -1,0 +1,552 @@
+// snapshot_list.cc - one domain's snapshots: tree, metadata files, queries.
+
+#include "conf/snapshot_list.hh"
+
+#include "conf/snapshot_align.hh"
+#include "util/file.hh"
+#include "util/log.hh"
+
+#include <libvirt/libvirt.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <unordered_set>
+
+#define LOG_MODULE "conf.snapshot_list"
+
+namespace virtsnap::conf {
+
+namespace {
+
+// libvirt's VIR_DOMAIN_SNAPSHOT_FILTERS_ALL (internal to libvirt).
+constexpr unsigned kFiltersAll =
+    VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_METADATA |
+    VIR_DOMAIN_SNAPSHOT_LIST_NO_METADATA | VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE | VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE |
+    VIR_DOMAIN_SNAPSHOT_LIST_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_LIST_INTERNAL | VIR_DOMAIN_SNAPSHOT_LIST_EXTERNAL;
+
+// virCheckFlags as the qemu driver expands it.
+Status check_flags(unsigned flags, unsigned supported, const char *function) {
+    unsigned unsupported = flags & ~supported;
+    if (!unsupported) return ok();
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "unsupported flags (0x%x) in function %s", unsupported, function);
+    return fail(VIR_ERR_INVALID_ARG, VIR_FROM_QEMU, buf);
+}
+
+Error no_snapshot(std::string_view name) {
+    return make_error(VIR_ERR_NO_DOMAIN_SNAPSHOT, VIR_FROM_QEMU,
+                      "no domain snapshot with matching name '" + std::string(name) + "'");
+}
+
+bool is_online(SnapshotState s) { return s == SnapshotState::Running || s == SnapshotState::Paused; }
+
+}  // namespace
+
+MomentRemoveMode moment_remove_mode_from_flags(unsigned delete_flags) {
+    // CHILDREN and CHILDREN_ONLY have the same values for snapshots and checkpoints.
+    if (delete_flags & VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN) return MomentRemoveMode::WithChildren;
+    if (delete_flags & VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN_ONLY) return MomentRemoveMode::ChildrenOnly;
+    return MomentRemoveMode::Single;
+}
+
+SnapshotList::Entry SnapshotList::make_entry(SnapshotDefPtr def) {
+    Entry e;
+    if (def->state == SnapshotState::Shutoff) e.state_class = SnapshotStateClass::Inactive;
+    else if (def->state == SnapshotState::DiskSnapshot) e.state_class = SnapshotStateClass::DiskOnly;
+    else e.state_class = SnapshotStateClass::Active;
+    e.external = def->is_external();
+    e.def = std::move(def);
+    return e;
+}
+
+Status SnapshotList::require_loaded() const {
+    if (!store_) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_DOMAIN_SNAPSHOT, "snapshot list is not loaded");
+    return ok();
+}
+
+Result<MomentId> SnapshotList::lookup(std::string_view name) const {
+    MomentId id = tree_.find(name);
+    if (id == kNoMoment) return fail(no_snapshot(name));
+    return id;
+}
+
+Status SnapshotList::write(const SnapshotDef &def, bool current) const {
+    TRY(require_loaded());
+    return store_->save(def.name, snapshot_metadata_file_text(def, domain_uuid_, current));
+}
+
+MomentPredicate SnapshotList::predicate() const {
+    return [this](MomentId id, unsigned flags) {
+        const Entry &e = tree_.payload(id);
+        return snapshot_filter_accepts(flags, e.state_class, e.external);
+    };
+}
+
+std::vector<std::string> SnapshotList::names(const std::vector<MomentId> &ids, size_t limit) const {
+    std::vector<std::string> out;
+    size_t n = std::min(limit, ids.size());
+    out.reserve(n);
+    for (size_t i = 0; i < n; i++) out.push_back(tree_.name(ids[i]));
+    return out;
+}
+
+// ---- loading ----
+
+Result<SnapshotLoadReport> SnapshotList::load(const StateLayout &layout, std::string_view domain_name,
+                                              const Uuid &domain_uuid) {
+    MomentStore store = TRY(MomentStore::open(layout, MomentKind::Snapshot, domain_name));
+
+    struct Loaded {
+        SnapshotDefPtr def;
+        size_t read_index = 0;
+        bool claims_current = false;
+    };
+    std::vector<Loaded> loaded;
+    std::unordered_set<std::string> seen;
+    auto parse = [&](const std::string &, std::string_view text) -> Result<MomentFileInfo> {
+        std::unique_ptr<SnapshotDef> def = TRY(snapshot_parse_metadata_file(text));
+        // As libvirt: the first file read with a name wins, later ones fail to be added.
+        if (!seen.insert(def->name).second)
+            return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_DOMAIN, "domain moment " + def->name + " already exists");
+        MomentFileInfo info{def->name, def->parent_name, def->current};
+        def->current = false;  // current lives in the tree, not in the definition
+        loaded.push_back({SnapshotDefPtr(std::move(def)), loaded.size(), info.claims_current});
+        return info;
+    };
+    SnapshotLoadReport report;
+    report.files = TRY(store.load_all(parse));
+
+    // Creation order, as far as the files tell it.
+    std::stable_sort(loaded.begin(), loaded.end(), [](const Loaded &a, const Loaded &b) {
+        int64_t ta = a.def->creation_time.value_or(0), tb = b.def->creation_time.value_or(0);
+        if (ta != tb) return ta < tb;
+        return a.def->name < b.def->name;
+    });
+
+    Tree tree;
+    const Loaded *claim = nullptr;
+    std::vector<MomentId> ids;
+    ids.reserve(loaded.size());
+    for (const Loaded &l : loaded) {
+        auto id = tree.add_unlinked(l.def->name, l.def->parent_name, make_entry(l.def));
+        if (!id) return fail(std::move(id).error());  // names are unique here; only "too many"
+        ids.push_back(*id);
+        if (!l.claims_current) continue;
+        // Deliberate deviation (see the header): the newest claim wins, not the last read.
+        if (!claim) {
+            claim = &l;
+            continue;
+        }
+        int64_t tl = l.def->creation_time.value_or(0), tc = claim->def->creation_time.value_or(0);
+        if (tl > tc || (tl == tc && l.read_index > claim->read_index)) claim = &l;
+    }
+    if (report.files.current_claims > 1 && claim)
+        VS_WARN("Choosing snapshot '%s', the newest of %zu claiming to be current for domain %s",
+                claim->def->name.c_str(), report.files.current_claims, std::string(domain_name).c_str());
+
+    bool consistent = tree.rebuild_relations();
+    if (!consistent) {
+        report.files.inconsistent_relations = true;
+        VS_ERROR("Snapshots have inconsistent relations for domain %s", std::string(domain_name).c_str());
+    }
+    // Moments made roots no longer name their lost parent, so the XML agrees
+    // with GetParent (the file keeps it until the snapshot is next written).
+    for (MomentId id : tree.orphaned()) {
+        report.files.orphaned.push_back(tree.name(id));
+        auto fixed = std::make_unique<SnapshotDef>(*tree.payload(id).def);
+        fixed->parent_name.clear();
+        tree.payload(id) = make_entry(SnapshotDefPtr(std::move(fixed)));
+    }
+    if (consistent && claim) tree.set_current(tree.find(claim->def->name));
+    else tree.clear_current();
+
+    report.loaded = tree.size();
+    if (tree.current() != kNoMoment) report.current = tree.name(tree.current());
+
+    std::lock_guard lock(mu_);
+    tree_ = std::move(tree);
+    store_ = std::move(store);
+    domain_uuid_ = domain_uuid;
+    return report;
+}
+
+Status SnapshotList::rename_domain(const StateLayout &layout, std::string_view new_name) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    return store_->rename_domain(layout, new_name);
+}
+
+// ---- lookups ----
+
+size_t SnapshotList::count() const {
+    std::lock_guard lock(mu_);
+    return tree_.size();
+}
+
+bool SnapshotList::contains(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    return tree_.contains(name);
+}
+
+Result<SnapshotDefPtr> SnapshotList::find(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    return tree_.payload(id).def;
+}
+
+Result<SnapshotDefPtr> SnapshotList::current() const {
+    std::lock_guard lock(mu_);
+    if (tree_.current() == kNoMoment)
+        return fail(VIR_ERR_NO_DOMAIN_SNAPSHOT, VIR_FROM_QEMU, "the domain does not have a current snapshot");
+    return tree_.payload(tree_.current()).def;
+}
+
+bool SnapshotList::has_current() const {
+    std::lock_guard lock(mu_);
+    return tree_.current() != kNoMoment;
+}
+
+std::optional<std::string> SnapshotList::current_name() const {
+    std::lock_guard lock(mu_);
+    if (tree_.current() == kNoMoment) return std::nullopt;
+    return tree_.name(tree_.current());
+}
+
+Result<bool> SnapshotList::is_current(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    return tree_.current() == id;
+}
+
+Result<SnapshotDefPtr> SnapshotList::parent(std::string_view name) const {
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    MomentId p = tree_.parent(id);
+    if (p == kNoMoment)
+        return fail(VIR_ERR_NO_DOMAIN_SNAPSHOT, VIR_FROM_QEMU,
+                    "snapshot '" + std::string(name) + "' does not have a parent");
+    return tree_.payload(p).def;
+}
+
+// ---- listings ----
+
+Result<int> SnapshotList::num(unsigned flags) const {
+    TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | kFiltersAll, "qemuDomainSnapshotNum"));
+    std::lock_guard lock(mu_);
+    return int(tree_.count(kNoMoment, flags, snapshot_list_flags(), predicate()));
+}
+
+Result<std::vector<std::string>> SnapshotList::list_names(unsigned flags, int maxnames) const {
+    TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL | kFiltersAll,
+                    "qemuDomainSnapshotListNames"));
+    std::lock_guard lock(mu_);
+    return names(tree_.list(kNoMoment, flags, snapshot_list_flags(), predicate()), size_t(std::max(maxnames, 0)));
+}
+
+Result<std::vector<std::string>> SnapshotList::list_all(unsigned flags) const {
+    TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL | kFiltersAll,
+                    "qemuDomainListAllSnapshots"));
+    std::lock_guard lock(mu_);
+    return names(tree_.list(kNoMoment, flags, snapshot_list_flags(), predicate()), SIZE_MAX);
+}
+
+Result<int> SnapshotList::num_children(std::string_view name, unsigned flags) const {
+    TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | kFiltersAll, "qemuDomainSnapshotNumChildren"));
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    return int(tree_.count(id, flags, snapshot_list_flags(), predicate()));
+}
+
+Result<std::vector<std::string>> SnapshotList::list_children_names(std::string_view name, unsigned flags,
+                                                                   int maxnames) const {
+    TRY(check_flags(flags,
+                    VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL | kFiltersAll,
+                    "qemuDomainSnapshotListChildrenNames"));
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    return names(tree_.list(id, flags, snapshot_list_flags(), predicate()), size_t(std::max(maxnames, 0)));
+}
+
+Result<std::vector<std::string>> SnapshotList::list_all_children(std::string_view name, unsigned flags) const {
+    TRY(check_flags(flags,
+                    VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL | kFiltersAll,
+                    "qemuDomainSnapshotListAllChildren"));
+    std::lock_guard lock(mu_);
+    MomentId id = TRY(lookup(name));
+    return names(tree_.list(id, flags, snapshot_list_flags(), predicate()), SIZE_MAX);
+}
+
+Result<std::string> SnapshotList::get_xml(std::string_view name, unsigned flags) const {
+    TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_XML_SECURE, "qemuDomainSnapshotGetXMLDesc"));
+    SnapshotDefPtr def;
+    Uuid uuid;
+    {
+        std::lock_guard lock(mu_);
+        MomentId id = TRY(lookup(name));
+        def = tree_.payload(id).def;
+        uuid = domain_uuid_;
+    }
+    // Formatting happens outside the lock: the definition is immutable.
+    return def->format(uuid, (flags & VIR_DOMAIN_SNAPSHOT_XML_SECURE) ? kSnapshotFormatSecure : 0u);
+}
+
+// ---- changes ----
+
+Status SnapshotList::switch_current(MomentId id) {
+    MomentId old = tree_.current();
+    if (old == id) return ok();
+    TRY(write(*tree_.payload(id).def, true));
+    tree_.set_current(id);
+    if (old != kNoMoment) {
+        Status st = write(*tree_.payload(old).def, false);
+        if (!st)
+            VS_WARN("failed to clear current flag of snapshot '%s': %s", tree_.name(old).c_str(),
+                    st.error().message().c_str());
+    }
+    return ok();
+}
+
+Result<SnapshotDefPtr> SnapshotList::redefine(std::unique_ptr<SnapshotDef> def, unsigned create_flags) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    const std::string &name = def->name;
+
+    // virDomainSnapshotRedefinePrep: cycles first, then RedefineValidate, then alignment.
+    TRY(tree_.check_parent(name, def->parent_name));
+    MomentId other = tree_.find(name);
+    const SnapshotDef *otherdef = other == kNoMoment ? nullptr : tree_.payload(other).def.get();
+
+    if ((create_flags & VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY) && def->state != SnapshotState::DiskSnapshot)
+        return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_SNAPSHOT,
+                    "disk-only flag for snapshot " + name + " requires disk-snapshot state");
+    if (def->domain && !(def->domain->uuid == domain_uuid_))
+        return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_SNAPSHOT,
+                    "definition for snapshot " + name + " must use uuid " + domain_uuid_.str());
+    if (otherdef) {
+        if (is_online(otherdef->state) != is_online(def->state))
+            return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_SNAPSHOT,
+                        "cannot change between online and offline snapshot state in snapshot " + name);
+        if ((otherdef->state == SnapshotState::DiskSnapshot) != (def->state == SnapshotState::DiskSnapshot))
+            return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_SNAPSHOT,
+                        "cannot change between disk only and full system in snapshot " + name);
+        // libvirt also runs virDomainDefCheckABIStability here when both
+        // have a <domain>; virtsnap has no ABI comparison yet.
+        if (otherdef->domain && !def->domain) def->domain = otherdef->domain->clone();
+    }
+    TRY(snapshot_align_disks(*def, otherdef ? otherdef->domain.get() : nullptr,
+                             snapshot_redefine_align_location(*def), true));
+    def->current = false;
+
+    const bool make_current = (create_flags & VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT) != 0;
+    const bool stays_current = other != kNoMoment && tree_.current() == other;
+    TRY(write(*def, make_current || stays_current));
+
+    SnapshotDefPtr stored(std::move(def));
+    MomentId id = other;
+    if (id != kNoMoment) {
+        tree_.payload(id) = make_entry(stored);
+        MomentId new_parent = stored->parent_name.empty() ? kNoMoment : tree_.find(stored->parent_name);
+        Status moved = tree_.reparent(id, new_parent);  // checked above, cannot fail
+        if (!moved) VS_ERROR("reparenting snapshot '%s' failed: %s", stored->name.c_str(),
+                             moved.error().message().c_str());
+    } else {
+        auto added = tree_.add(stored->name, stored->parent_name, make_entry(stored));
+        if (!added) {
+            Status st = store_->remove(stored->name);
+            (void)st;
+            return fail(std::move(added).error());
+        }
+        id = *added;
+    }
+    if (make_current && tree_.current() != id) {
+        MomentId old = tree_.current();
+        tree_.set_current(id);
+        if (old != kNoMoment) {
+            Status st = write(*tree_.payload(old).def, false);
+            if (!st)
+                VS_WARN("failed to clear current flag of snapshot '%s': %s", tree_.name(old).c_str(),
+                        st.error().message().c_str());
+        }
+    }
+    return stored;
+}
+
+Result<SnapshotDefPtr> SnapshotList::add_created(std::unique_ptr<SnapshotDef> def, bool make_current) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    if (tree_.contains(def->name))
+        return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_DOMAIN, "domain moment " + def->name + " already exists");
+    if (!def->parent_name.empty() && !tree_.contains(def->parent_name)) {
+        VS_WARN("parent snapshot '%s' of new snapshot '%s' is gone; adding it as a root", def->parent_name.c_str(),
+                def->name.c_str());
+        def->parent_name.clear();
+    }
+    def->current = false;
+    TRY(write(*def, make_current));
+
+    SnapshotDefPtr stored(std::move(def));
+    auto added = tree_.add(stored->name, stored->parent_name, make_entry(stored));
+    if (!added) {
+        Status st = store_->remove(stored->name);
+        (void)st;
+        return fail(std::move(added).error());
+    }
+    if (make_current) {
+        MomentId old = tree_.current();
+        tree_.set_current(*added);
+        if (old != kNoMoment) {
+            Status st = write(*tree_.payload(old).def, false);
+            if (!st)
+                VS_WARN("failed to clear current flag of snapshot '%s': %s", tree_.name(old).c_str(),
+                        st.error().message().c_str());
+        }
+    }
+    return stored;
+}
+
+Status SnapshotList::set_current(std::string_view name) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    MomentId id = TRY(lookup(name));
+    return switch_current(id);
+}
+
+Result<SnapshotDefPtr> SnapshotList::replace_def(std::unique_ptr<SnapshotDef> def) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    MomentId id = TRY(lookup(def->name));
+    MomentId p = tree_.parent(id);
+    def->parent_name = p == kNoMoment ? std::string() : tree_.name(p);
+    def->current = false;
+    TRY(write(*def, tree_.current() == id));
+    SnapshotDefPtr stored(std::move(def));
+    tree_.payload(id) = make_entry(stored);
+    return stored;
+}
+
+Result<SnapshotRemoval> SnapshotList::remove_metadata(std::string_view name, MomentRemoveMode mode) {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    const MomentId id = TRY(lookup(name));
+    const MomentId parent = tree_.parent(id);
+    const MomentId cur = tree_.current();
+    SnapshotRemoval out;
+
+    if (mode == MomentRemoveMode::Single) {
+        // 1. Children name the grandparent, in their files first. A failure
+        //    puts back the files already rewritten and changes nothing.
+        const std::string parent_name = parent == kNoMoment ? std::string() : tree_.name(parent);
+        std::vector<MomentId> children = tree_.children(id);
+        std::vector<SnapshotDefPtr> moved;
+        moved.reserve(children.size());
+        for (MomentId c : children) {
+            auto d = std::make_unique<SnapshotDef>(*tree_.payload(c).def);
+            d->parent_name = parent_name;
+            Status st = write(*d, cur == c);
+            if (!st) {
+                for (size_t i = 0; i < moved.size(); i++) {
+                    Status back = write(*tree_.payload(children[i]).def, cur == children[i]);
+                    if (!back) VS_WARN("cannot restore snapshot file of '%s'", tree_.name(children[i]).c_str());
+                }
+                return fail(std::move(st).error());
+            }
+            moved.push_back(SnapshotDefPtr(std::move(d)));
+        }
+        // 2. The parent inherits "current" (a failure only loses current).
+        bool parent_current = false;
+        if (cur == id && parent != kNoMoment) {
+            Status st = write(*tree_.payload(parent).def, true);
+            if (st) parent_current = true;
+            else VS_WARN("failed to set parent snapshot '%s' as current", parent_name.c_str());
+        }
+        // 3. The file goes last, so a crash before never loses the snapshot.
+        Status gone = store_->remove(name);
+        if (!gone) VS_WARN("Failed to unlink snapshot file of '%s': %s", std::string(name).c_str(),
+                           gone.error().message().c_str());
+
+        for (size_t i = 0; i < children.size(); i++) {
+            tree_.payload(children[i]) = make_entry(moved[i]);
+            out.reparented.push_back(tree_.name(children[i]));
+        }
+        std::string removed_name(name);
+        auto removed = tree_.remove(id);
+        out.removed.emplace_back(std::move(removed_name), std::move(removed.payload.def));
+        if (parent_current) tree_.set_current(parent);
+    } else {
+        const std::vector<MomentId> desc = tree_.descendants(id);
+        const bool cur_below = cur != kNoMoment && cur != id && tree_.is_ancestor(id, cur);
+        MomentId new_current = cur;
+        if (mode == MomentRemoveMode::ChildrenOnly) {
+            if (cur_below) {
+                Status st = write(*tree_.payload(id).def, true);
+                if (!st) {
+                    VS_WARN("%s", st.error().message().c_str());
+                    return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
+                                "failed to set snapshot '" + std::string(name) + "' as current");
+                }
+                new_current = id;
+            }
+        } else if (cur == id || cur_below) {
+            // libvirt makes the snapshot current, then discarding it moves
+            // current to its parent.
+            new_current = kNoMoment;
+            if (parent != kNoMoment) {
+                Status st = write(*tree_.payload(parent).def, true);
+                if (st) new_current = parent;
+                else VS_WARN("failed to set parent snapshot '%s' as current", tree_.name(parent).c_str());
+            }
+        }
+        // Children before parents: a crash leaves no file whose parent is gone.
+        for (auto it = desc.rbegin(); it != desc.rend(); ++it) {
+            Status gone = store_->remove(tree_.name(*it));
+            if (!gone) VS_WARN("Failed to unlink snapshot file of '%s'", tree_.name(*it).c_str());
+        }
+        if (mode == MomentRemoveMode::WithChildren) {
+            Status gone = store_->remove(name);
+            if (!gone) VS_WARN("Failed to unlink snapshot file of '%s'", std::string(name).c_str());
+            auto removed = tree_.remove_with_descendants(id);
+            // Pre-order with the snapshot first; libvirt discards it last.
+            for (size_t i = 1; i < removed.size(); i++)
+                out.removed.emplace_back(std::move(removed[i].first), std::move(removed[i].second.def));
+            out.removed.emplace_back(std::move(removed[0].first), std::move(removed[0].second.def));
+        } else {
+            for (MomentId c : tree_.children(id)) {
+                auto removed = tree_.remove_with_descendants(c);
+                for (auto &r : removed) out.removed.emplace_back(std::move(r.first), std::move(r.second.def));
+            }
+        }
+        if (new_current != kNoMoment) tree_.set_current(new_current);
+        else tree_.clear_current();
+    }
+
+    out.current_changed = tree_.current() != cur || cur == id;
+    if (tree_.current() != kNoMoment) out.current = tree_.name(tree_.current());
+    return out;
+}
+
+Status SnapshotList::remove_all() {
+    std::lock_guard lock(mu_);
+    TRY(require_loaded());
+    Status st = store_->remove_all();
+    if (st) {
+        tree_.clear();
+        return st;
+    }
+    // Partly done: forget exactly the snapshots whose files are gone, so
+    // memory keeps matching the disk.
+    std::vector<MomentId> gone;
+    for (MomentId id : tree_.in_creation_order()) {
+        auto path = store_->path_for(tree_.name(id));
+        if (path && !file::exists(*path)) gone.push_back(id);
+    }
+    for (MomentId id : gone) {
+        MomentId p = tree_.parent(id);
+        bool was_current = tree_.current() == id;
+        auto removed = tree_.remove(id);
+        (void)removed;
+        if (was_current && p != kNoMoment) tree_.set_current(p);
+    }
+    return st;
+}
+
+}  // namespace virtsnap::conf
