@@ -49,13 +49,7 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
         domain_name = dom->def->name;
         persistent = dom->persistent;
     }
-    if (!list) {
-        list = std::make_shared<conf::SnapshotList>();
-        TRY(list->load(layout_, domain_name, dom->uuid));
-        std::lock_guard lock(dom->mu);
-        if (dom->snapshots) list = dom->snapshots;
-        else dom->snapshots = list;
-    }
+    if (!list) list = TRY(snapshots_of(dom));
     conf::SnapshotDefPtr top = TRY(list->find(ref.name));
 
     if (flags & VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY) {

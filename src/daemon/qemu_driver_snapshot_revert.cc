@@ -64,13 +64,7 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
         managed = dom->has_managed_save;
         active = dom->active();
     }
-    if (!list) {
-        list = std::make_shared<conf::SnapshotList>();
-        TRY(list->load(layout_, persistent_def->name, dom->uuid));
-        std::lock_guard lock(dom->mu);
-        if (dom->snapshots) list = dom->snapshots;
-        else dom->snapshots = list;
-    }
+    if (!list) list = TRY(snapshots_of(dom));
     conf::SnapshotDefPtr snap = TRY(list->find(ref.name));
     const bool snap_online = snap->state == conf::SnapshotState::Running ||
                              snap->state == conf::SnapshotState::Paused;

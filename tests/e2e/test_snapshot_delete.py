@@ -46,7 +46,7 @@ def snap_counter(name, snap):
     """The counter the snapshot's own disk image (its <domain> source) holds."""
     r = env.virsh("snapshot-dumpxml", name, snap)
     import re
-    m = re.search(r"<domain.*?<disk.*?<source file='([^']+)'", r.out, re.S)
+    m = re.search(r"<domain type=.*?<disk.*?<source file='([^']+)'", r.out, re.S)
     return counter_of(m.group(1)) if m else None
 
 
