@@ -4,12 +4,15 @@
 
 #include "daemon/check_flags.hh"
 #include "daemon/host_capabilities.hh"
+#include "qemu/qemu_img.hh"
 #include "util/file.hh"
 #include "util/log.hh"
 
 #include <libvirt/libvirt.h>
 
 #include <fstream>
+
+#include <sys/stat.h>
 #include <sstream>
 
 #include <glib.h>
@@ -449,6 +452,36 @@ Result<std::vector<std::string>> QemuDriver::domain_get_messages(const rpc::Clie
     TRY(check_flags(flags, VIR_DOMAIN_MESSAGE_DEPRECATION | VIR_DOMAIN_MESSAGE_TAINTING, "qemuDomainGetMessages"));
     TRY(find(ref));
     return std::vector<std::string>{};
+}
+
+Result<rpc::BlockInfo> QemuDriver::domain_get_block_info(const rpc::Client &, const rpc::DomainRef &ref,
+                                                         const std::string &path, uint32_t flags) {
+    TRY(check_flags(flags, 0, "qemuDomainGetBlockInfo"));
+    auto dom = TRY(find(ref));
+    std::shared_ptr<const conf::DomainDef> def;
+    {
+        std::lock_guard lock(dom->mu);
+        def = dom->live ? dom->live : dom->def;
+    }
+    int idx = def->disk_index_by_name(path);
+    if (idx < 0)
+        return fail(VIR_ERR_INVALID_ARG, VIR_FROM_QEMU, "invalid path " + path + " not assigned to domain");
+    const conf::DomainDisk &disk = def->disks[size_t(idx)];
+    if (disk.src.empty())
+        return fail(VIR_ERR_INVALID_ARG, VIR_FROM_QEMU, "disk '" + disk.target_dev + "' does not currently have a source assigned");
+    if (!disk.src.is_local())
+        return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
+                    "block info is not supported for network disk '" + disk.target_dev + "'");
+    // -U: the image may be open read-write by a running QEMU.
+    auto info = TRY(qemu::qemu_img::info(disk.src.path, disk.src.format, true));
+    rpc::BlockInfo out;
+    out.capacity = info.virtual_size;
+    struct stat st;
+    if (::stat(disk.src.path.c_str(), &st) == 0) {
+        out.physical = S_ISREG(st.st_mode) ? uint64_t(st.st_size) : info.virtual_size;
+        out.allocation = S_ISREG(st.st_mode) ? uint64_t(st.st_blocks) * 512 : info.virtual_size;
+    }
+    return out;
 }
 
 }  // namespace virtsnap::daemon

@@ -60,6 +60,8 @@ public:
     Status domain_set_autostart(const rpc::Client &c, const rpc::DomainRef &dom, bool autostart) override;
     Result<bool> domain_has_managed_save_image(const rpc::Client &c, const rpc::DomainRef &dom,
                                                uint32_t flags) override;
+    Result<rpc::BlockInfo> domain_get_block_info(const rpc::Client &c, const rpc::DomainRef &dom,
+                                                 const std::string &path, uint32_t flags) override;
     Result<rpc::SecurityLabel> domain_get_security_label(const rpc::Client &c, const rpc::DomainRef &dom) override;
     Result<std::vector<std::string>> domain_get_messages(const rpc::Client &c, const rpc::DomainRef &dom,
                                                          uint32_t flags) override;

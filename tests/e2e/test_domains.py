@@ -84,6 +84,14 @@ t.ok("g1" in names, "python: listAllDomains")
 t.eq(conn.getType(), "QEMU", "python: getType")
 t.ok(conn.getLibVersion() >= 9000000, "python: getLibVersion")
 
+# ---- block info ----
+r = env.virsh("domblkinfo", "g1", "vda")
+t.ok(r.ok and "Capacity:       33554432" in r.out, "domblkinfo reports the disk capacity", r)
+info = dom.blockInfo("vdb")
+t.ok(info[0] == 33554432 and info[2] > 0, "python: blockInfo capacity and physical size", info)
+r = env.virsh("domblkinfo", "g1", "vdz")
+t.ok(not r.ok and "invalid path vdz not assigned to domain" in r.err, "domblkinfo of an unknown disk", r)
+
 # ---- errors ----
 r = env.virsh("dominfo", "nosuch")
 # virsh looks the name up as an id, a UUID and a name, then prints its own summary.
