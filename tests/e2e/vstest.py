@@ -14,7 +14,9 @@ installed for it). Typical use:
     t.finish()                        # stops virtsnapd, kills leftover QEMUs, prints the plan, exits
 
 Environment: VIRTSNAP_BUILD_ROOT (meson build dir), VIRTSNAP_SOURCE_ROOT,
-VIRTSNAP_GUEST_CACHE, VIRTSNAP_TEST_KEEP=1 keeps the temporary root.
+VIRTSNAP_GUEST_CACHE, VIRTSNAP_TEST_KEEP=1 keeps the temporary root,
+VIRTSNAP_TEST_EMULATOR=<qemu binary> runs the guests on another QEMU (e.g. QEMU 10
+from tests/qemu10/fetch-qemu10.sh; "qemu10" fetches it, skipping when unreachable).
 """
 import atexit
 import os
@@ -181,6 +183,16 @@ class Env:
             if not guest:
                 tap.skip_all(why)
             self.kernel, self.initrd = guest
+        self.emulator = os.environ.get("VIRTSNAP_TEST_EMULATOR", "/usr/bin/qemu-system-x86_64")
+        if self.emulator == "qemu10":
+            r = subprocess.run([os.path.join(SOURCE_ROOT, "tests", "qemu10", "fetch-qemu10.sh")],
+                               capture_output=True, text=True)
+            if r.returncode == 77:
+                tap.skip_all("QEMU 10 cannot be fetched from bookworm-backports")
+            if r.returncode != 0:
+                tap.ok(False, "fetch QEMU 10", r.stderr)
+                tap.finish()
+            self.emulator = r.stdout.strip()
         self.tmp = tempfile.mkdtemp(prefix="virtsnap-e2e-")
         self.root = os.path.join(self.tmp, "root")
         self.images = os.path.join(self.tmp, "images")
@@ -273,7 +285,7 @@ class Env:
                 "  <features><acpi/></features>\n"
                 "  <on_poweroff>destroy</on_poweroff>\n"
                 "  <devices>\n"
-                "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+                "    <emulator>%s</emulator>\n"
                 "%s"
                 "    <serial type='file'>\n"
                 "      <source path='%s'/>\n"
@@ -282,7 +294,7 @@ class Env:
                 "%s"
                 "  </devices>\n"
                 "</domain>\n") % (name, uuidlib.uuid4(), memory_mib, vcpus, self.kernel, self.initrd,
-                                   " ".join(cmdline), "".join(disk_xml), self.serial_log(name), agent_xml)
+                                   " ".join(cmdline), self.emulator, "".join(disk_xml), self.serial_log(name), agent_xml)
 
     def define_guest(self, name, **kw):
         xml = self.guest_xml(name, **kw)
