@@ -66,7 +66,10 @@ Status QemuDriver::load() {
     for (const auto &s : report.skipped)
         VS_WARN("skipped domain config %s: %s", s.path.c_str(), s.error.message().c_str());
     VS_INFO("loaded %zu domain configurations", report.loaded.size());
-    return reattach_all();
+    TRY(reattach_all());
+    // [recovery] finish or roll back the jobs a killed daemon left (journals).
+    if (auto st = recover_jobs(); !st) VS_WARN("job recovery: %s", st.error().message().c_str());  // [recovery]
+    return ok();
 }
 
 Result<std::shared_ptr<qemu::DomainObj>> QemuDriver::find(const rpc::DomainRef &ref) const {

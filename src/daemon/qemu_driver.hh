@@ -146,6 +146,7 @@ private:
     template <typename Op>
     [[nodiscard]] Status with_process(const rpc::DomainRef &ref, const char *api, Op &&op);
     [[nodiscard]] Status reattach_all();
+    [[nodiscard]] Status recover_jobs();  // [recovery] qemu_driver_recovery.cc
 
     StateLayout layout_;
     DaemonConfig config_;
