@@ -78,7 +78,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   secs=${FUZZ_SECONDS:-30}
   if run_step "fuzz build" bash -c "CXX=clang++ meson setup build-fuzz --wipe -Dfuzzing=true -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fsanitize=fuzzer-no-link >/dev/null 2>&1 || CXX=clang++ meson setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false -Dcpp_args=-fsanitize=fuzzer-no-link >/dev/null; ninja -C build-fuzz \$(ninja -C build-fuzz -t targets all 2>/dev/null | grep -o '^tests/fuzz/fuzz_[a-z_]*' | sort -u)"; then
     for bin in build-fuzz/tests/fuzz/fuzz_*; do
-      [ -x "$bin" ] || continue
+      [ -f "$bin" ] && [ -x "$bin" ] || continue
       name=$(basename "$bin")
       corpus=$(mktemp -d)
       seeds="tests/fuzz/seeds/$name"

@@ -479,6 +479,9 @@ Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node root, unsigne
     bool have_uuid = false, have_current = false;
     for (xml::Node c : n.children()) {
         std::string name(c.name());
+        // libvirt reads the first of each of these and ignores repeats; so do we
+        // (keeping a repeated <os> verbatim would let it drift from the modelled one).
+        if (kModelled.contains(name) && seen.contains(name) && !c.raw()->ns) continue;
         bool modelled = kModelled.contains(name) && !seen.contains(name) && !c.raw()->ns;
         if (modelled && (name == "name" || name == "uuid" || name == "title" || name == "description" ||
                          name.starts_with("on_")))
