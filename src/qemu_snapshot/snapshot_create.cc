@@ -4,13 +4,16 @@
 
 #include "qemu/block_graph.hh"
 #include "qemu/qemu_img.hh"
+#include "qemu_snapshot/snapshot_memory.hh"
 #include "util/file.hh"
 #include "util/log.hh"
+#include "util/raii.hh"
 
 #include <libvirt/libvirt.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <thread>
 #include <unistd.h>
 
@@ -367,7 +370,10 @@ Result<ActiveResult> create_external_active(ActiveRequest req) {
         }
         ctl.set_phase("memory");
         std::string path = plan.memory_file;
-        STEP(log.intent("memory", {{"path", path}, {"existed", int64_t(file::exists(path))}}));
+        // [recovery] was_running: a LIVE pre-copy lets QEMU pause the guest itself.
+        STEP(log.intent("memory", {{"path", path},
+                                   {"existed", int64_t(file::exists(path))},
+                                   {"was_running", int64_t(out.was_running)}}));
         if (!file::exists(path)) txn.add_undo("unlink " + path, [path] { return unlink_file(path); });
         STEP(req.memory_writer(ctl, path, live && out.was_running));
         STEP(log.done("memory"));
@@ -415,18 +421,82 @@ Result<ActiveResult> create_external_active(ActiveRequest req) {
         if (ctl.abort_requested()) return failed(aborted_error());
     }
 
+    // 5a. The instant method with the driver's writer (write_memory_image):
+    // every journal intent, undo and preparation while the guest runs; the
+    // writer runs the switch (stop + the transaction) right before `migrate`,
+    // so the guest-visible pause holds only stop, transaction, migrate and
+    // QEMU's own write-protect set-up (docs/snapshots.md, "Instant snapshots:
+    // the pause"). Intents are recorded ahead: recovery checks reality anyway.
+    bool handed_off = instant && take_instant_writer_mark(mon);
+    if (handed_off) {
+        ctl.set_phase("instant");
+        // QEMU flushes every image inside the pause (stop, then again in the
+        // migration's set-up); new overlays would make that flush commit their
+        // file system metadata there. Make them durable now, best effort.
+        for (const auto &p : prepared) {
+            UniqueFd fd(::open(p.plan->overlay_path.c_str(), O_RDONLY | O_CLOEXEC));
+            if (fd.get() >= 0) (void)::fsync(fd.get());
+        }
+        qemu::Transaction t;
+        JournalFields f;
+        f.set("was_running", int64_t(out.was_running));
+        if (auto md = req.commit_fields.str("metadata")) f.set("metadata", *md);
+        for (size_t i = 0; i < prepared.size(); ++i) {
+            t.blockdev_snapshot(prepared[i].old_top, qemu::format_node_name(prepared[i].index));
+            f.set("node" + std::to_string(i), prepared[i].old_top);
+            f.set("overlay" + std::to_string(i), qemu::format_node_name(prepared[i].index));
+        }
+        STEP(log.intent("pause"));
+        txn.add_undo("cont", [&ctl] { return ctl.running() ? ok() : ctl.resume(VIR_DOMAIN_RUNNING_UNPAUSED); });
+        // Set just before the transaction is sent: only then can there be a switch to undo.
+        auto sent = std::make_shared<bool>(false);
+        if (!prepared.empty()) {
+            STEP(log.intent("transaction", f));
+            auto timeout = req.job_timeout;
+            for (const auto &p : prepared) {
+                std::string overlay = qemu::format_node_name(p.index), old_top = p.old_top;
+                txn.add_undo("block-commit " + overlay, [&ctl, overlay, old_top, timeout, sent] {
+                    return *sent ? commit_back(ctl, overlay, old_top, timeout) : ok();
+                });
+            }
+        }
+        std::string path = plan.memory_file;
+        // "switch": "after": unlike the step-by-step order below, this record does not
+        // prove the disks were switched; recovery checks the top nodes.
+        STEP(log.intent("memory", {{"path", path}, {"existed", int64_t(file::exists(path))}, {"switch", std::string("after")}}));
+        if (!file::exists(path)) txn.add_undo("unlink " + path, [path] { return unlink_file(path); });
+        if (ctl.abort_requested()) return failed(aborted_error());
+        InstantSwitch sw([&ctl, &mon, &t, sent, any = !prepared.empty()]() -> Status {
+            TRY(ctl.pause(VIR_DOMAIN_PAUSED_SNAPSHOT));
+            if (!any) return ok();
+            *sent = true;
+            return mon.transaction(t);
+        });
+        STEP(req.memory_writer(ctl, path, true));
+        if (!sw.ran())
+            return failed(make_error(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
+                                     "the memory writer did not switch the disks at the instant"));
+        STEP(log.done("pause"));
+        if (!prepared.empty()) STEP(log.done("transaction"));
+        STEP(log.done("memory"));
+    }
+
     // 5. The commit point: one transaction switches every disk (the instant
     // method: the switch, then the memory capture; the image completing commits).
-    if (instant) {
+    if (instant && !handed_off) {
         ctl.set_phase("pause");
         STEP(log.intent("pause"));
         txn.add_undo("cont", [&ctl] { return ctl.running() ? ok() : ctl.resume(VIR_DOMAIN_RUNNING_UNPAUSED); });
         STEP(ctl.pause(VIR_DOMAIN_PAUSED_SNAPSHOT));
         STEP(log.done("pause"));
     }
-    if (!prepared.empty()) {
+    if (!prepared.empty() && !handed_off) {
         qemu::Transaction t;
         JournalFields f;
+        // [recovery] what recovery needs to finish the snapshot when QEMU switched
+        // the disks but the commit record was never written (instant method).
+        f.set("was_running", int64_t(out.was_running));
+        if (auto md = req.commit_fields.str("metadata")) f.set("metadata", *md);
         for (size_t i = 0; i < prepared.size(); ++i) {
             t.blockdev_snapshot(prepared[i].old_top, qemu::format_node_name(prepared[i].index));
             f.set("node" + std::to_string(i), prepared[i].old_top);
@@ -445,7 +515,7 @@ Result<ActiveResult> create_external_active(ActiveRequest req) {
         }
         STEP(mon.transaction(t));
     }
-    if (instant) {
+    if (instant && !handed_off) {
         ctl.set_phase("memory");
         std::string path = plan.memory_file;
         STEP(log.intent("memory", {{"path", path}, {"existed", int64_t(file::exists(path))}}));

@@ -2,9 +2,192 @@
 
 #include "qemu_snapshot/snapshot_memory.hh"
 
+#include "qemu/guest_ram.hh"
 #include "qemu/save_image.hh"
+#include "util/raii.hh"
+
+#define LOG_MODULE "qemu_snapshot.memory"
+#include "util/log.hh"
+
+#include <libvirt/libvirt.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <set>
 
 namespace virtsnap::qemu_snapshot {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+thread_local InstantSwitch *t_switch = nullptr;
+
+std::mutex g_mark_mu;
+std::set<const qemu::Monitor *> g_marked;
+
+// libvirt's QEMU_DOMAIN_MIG_BANDWIDTH_MAX in bytes/s (as memory_migration.cc).
+constexpr int64_t kUnlimitedBandwidth = (std::numeric_limits<int64_t>::max() / (1024 * 1024)) * (1024 * 1024);
+
+uint64_t non_negative(int64_t v) { return v > 0 ? uint64_t(v) : 0; }
+
+qemu::MigrationProgress progress_of(const qemu::MigrationInfo &info, Clock::time_point started) {
+    qemu::MigrationProgress p;
+    p.status = info.status;
+    if (info.ram) {
+        p.total = non_negative(info.ram->total);
+        p.processed = non_negative(info.ram->transferred);
+        p.remaining = non_negative(info.ram->remaining);
+    }
+    p.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+    p.downtime_ms = info.downtime;
+    p.setup_time_ms = info.setup_time;
+    return p;
+}
+
+// Wakes the waiting thread on every MIGRATION event.
+class MigrationEvents {
+public:
+    explicit MigrationEvents(qemu::Monitor &mon) : mon_(mon) {
+        sub_ = mon_.subscribe("MIGRATION", [this](const qemu::QmpEvent &) {
+            {
+                std::lock_guard lk(mu_);
+                ++seq_;
+            }
+            cv_.notify_all();
+        });
+    }
+    ~MigrationEvents() { mon_.unsubscribe(sub_); }
+    void wait(milliseconds max) {
+        std::unique_lock lk(mu_);
+        uint64_t seen = seq_;
+        cv_.wait_for(lk, max, [&] { return seq_ != seen; });
+    }
+
+private:
+    qemu::Monitor &mon_;
+    qemu::Monitor::SubscriptionId sub_ = 0;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    uint64_t seq_ = 0;
+};
+
+// The instant method's migration: qemu/memory_migration.hh's sequence with
+// everything before `migrate` done while the guest runs and `sw` run right
+// before `migrate`. Returns the final figures.
+Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::SaveImageWriter &writer,
+                                                  const MemoryImageOptions &opts, InstantSwitch &sw,
+                                                  std::optional<pid_t> &qemu_pid) {
+    const auto started = Clock::now();
+    const std::string job = "snapshot job";
+    auto caps = TRY(mon.query_migrate_capabilities());
+    std::vector<qemu::MigrationCapability> set_caps, restore_caps;
+    for (const auto &name : opts.capabilities) {
+        auto it = std::find_if(caps.begin(), caps.end(), [&](const auto &c) { return c.capability == name; });
+        if (it == caps.end())
+            return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
+                        "QEMU does not support migration capability '" + name + "'");
+    }
+    auto want = [&](const std::string &name) {
+        for (const auto &c : caps)
+            if (c.capability == name && !c.state) {
+                set_caps.push_back({name, true});
+                restore_caps.push_back({name, false});
+            }
+    };
+    for (const auto &name : opts.capabilities) want(name);
+    want("events");
+    std::optional<int64_t> old_bandwidth;
+    auto params = TRY(mon.execute("query-migrate-parameters"));
+    if (const qemu::QValue *bw = params.get("max-bandwidth")) old_bandwidth = bw->integer();
+
+    bool caps_set = false, bandwidth_set = false, fd_passed = false;
+    auto restore = [&] {
+        if (fd_passed) (void)mon.closefd("migrate");  // fails harmlessly once migrate consumed it
+        if (bandwidth_set && old_bandwidth)
+            if (auto st = mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(*old_bandwidth)}}); !st)
+                VS_WARN("cannot restore migration bandwidth: %s", st.error().message().c_str());
+        if (caps_set && !restore_caps.empty())
+            if (auto st = mon.migrate_set_capabilities(restore_caps); !st)
+                VS_WARN("cannot restore migration capabilities: %s", st.error().message().c_str());
+    };
+    ScopeExit undo(restore);
+    if (!set_caps.empty()) {
+        TRY(mon.migrate_set_capabilities(set_caps));
+        caps_set = true;
+    }
+    TRY(mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(kUnlimitedBandwidth)}}));
+    bandwidth_set = true;
+    TRY(mon.getfd(writer.fd(), "migrate"));
+    fd_passed = true;
+    // QEMU holds the image fd from now until it closes the stream: the one
+    // reliable way to find its pid from here (for the THP re-collapse).
+    qemu_pid = qemu::guest_ram::qemu_holding_file(writer.fd());
+
+    MigrationEvents events(mon);
+    // ── the guest-visible pause: stop, the transaction, migrate; QEMU resumes ──
+    TRY(sw.run());
+    TRY(mon.migrate("fd:migrate"));
+    fd_passed = false;
+    VS_DEBUG("instant migration started");
+
+    bool cancel_sent = false, timed_out = false;
+    Clock::time_point cancel_deadline;
+    for (;;) {
+        auto info = mon.query_migrate();
+        if (!info) return fail(std::move(info).error());
+        qemu::MigrationProgress last = progress_of(*info, started);
+        if (opts.tracker) opts.tracker->update(last);
+        const std::string &s = info->status;
+        if (s == "completed") {
+            undo.release();
+            restore();
+            return last;
+        }
+        if (s == "failed" || s == "cancelled") {
+            if (timed_out) return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, job + ": timed out");
+            if (s == "cancelled" || cancel_sent)
+                return fail(VIR_ERR_OPERATION_ABORTED, VIR_FROM_QEMU, job + ": canceled by client");
+            return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
+                        job + ": " + info->error_desc.value_or("unexpectedly failed"));
+        }
+        if (!cancel_sent) {
+            bool abort = opts.abort_requested && opts.abort_requested();
+            if (!abort && Clock::now() - started > std::chrono::hours(6)) abort = timed_out = true;
+            if (abort) {
+                VS_INFO("cancelling instant migration (%s)", timed_out ? "timeout" : "abort requested");
+                TRY(mon.migrate_cancel());
+                cancel_sent = true;
+                cancel_deadline = Clock::now() + std::chrono::seconds(60);
+            }
+        } else if (Clock::now() > cancel_deadline) {
+            return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, job + ": migration did not stop after cancel");
+        }
+        events.wait(milliseconds(100));
+    }
+}
+
+}  // namespace
+
+InstantSwitch::InstantSwitch(Fn fn) : fn_(std::move(fn)), outer_(t_switch) { t_switch = this; }
+
+InstantSwitch::~InstantSwitch() { t_switch = outer_; }
+
+InstantSwitch *InstantSwitch::current() { return t_switch; }
+
+Status InstantSwitch::run() {
+    if (ran_) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "instant switch run twice");
+    ran_ = true;
+    return fn_();
+}
+
+bool take_instant_writer_mark(qemu::Monitor &mon) {
+    std::lock_guard lk(g_mark_mu);
+    return g_marked.erase(&mon) > 0;
+}
 
 Status check_background_snapshot(qemu::Monitor &mon) {
     auto caps = TRY(mon.query_migrate_capabilities());
@@ -16,7 +199,10 @@ Status check_background_snapshot(qemu::Monitor &mon) {
     if (auto st = mon.migrate_set_capabilities({{"background-snapshot", true}}); !st)
         return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
                     "instant snapshots are not supported on this host: " + st.error().detail);
-    return mon.migrate_set_capabilities({{"background-snapshot", false}});
+    TRY(mon.migrate_set_capabilities({{"background-snapshot", false}}));
+    std::lock_guard lk(g_mark_mu);
+    g_marked.insert(&mon);
+    return ok();
 }
 
 Status write_memory_image(qemu::Monitor &mon, const std::string &path, const MemoryImageOptions &opts) {
@@ -25,6 +211,22 @@ Status write_memory_image(qemu::Monitor &mon, const std::string &path, const Mem
     wo.cookie = std::string(kSnapshotSaveCookie);
     wo.was_running = opts.was_running;
     auto writer = TRY(qemu::SaveImageWriter::create(path, wo));
+    InstantSwitch *sw = InstantSwitch::current();
+    bool background =
+        std::find(opts.capabilities.begin(), opts.capabilities.end(), "background-snapshot") != opts.capabilities.end();
+    if (sw && background && !sw->ran()) {
+        std::optional<pid_t> pid;
+        auto migrated = instant_migration(mon, writer, opts, *sw, pid);
+        if (!migrated) {
+            writer.abort();
+            return fail(std::move(migrated).error());
+        }
+        TRY(writer.finalize());
+        // Write protection split the guest RAM's huge pages: put them back
+        // while nobody waits, so that the next snapshot's pause stays short.
+        if (pid) qemu::guest_ram::collapse_in_background(*pid, migrated->total);
+        return ok();
+    }
     qemu::MemoryMigrationOptions mo;
     mo.job_name = "snapshot job";
     mo.abort_requested = opts.abort_requested;

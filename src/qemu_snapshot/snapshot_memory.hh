@@ -7,6 +7,17 @@
 //     ─► migrate_memory_to_fd ("snapshot job": progress, abort = migrate_cancel)
 //     ─► finalize (header "Save", fsync)
 //   any failure ─► the writer's abort(): a file we created is unlinked
+//
+// The instant method (background-snapshot) with an InstantSwitch installed
+// does everything that can be done with the guest running first, so that the
+// guest-visible pause holds only what must be atomic:
+//
+//   running:  image header+XML written, migration capabilities/parameters set,
+//             image fd passed (getfd "migrate"), QEMU's pid found
+//   ── InstantSwitch::run(): stop, ONE disk transaction ──   guest stopped
+//   migrate "fd:migrate" ─► QEMU write-protects RAM and resumes the guest
+//   running:  RAM written, settings restored, header "Save", fsync, then the
+//             guest RAM's huge pages re-collapsed in the background
 #pragma once
 
 #include "qemu/memory_migration.hh"
@@ -35,6 +46,36 @@ inline constexpr const char *kSnapshotSaveCookie = "<cookie>\n</cookie>\n";
 // a compatible memory backend). Leaves the capability off. Errors are
 // OPERATION_UNSUPPORTED saying why.
 [[nodiscard]] Status check_background_snapshot(qemu::Monitor &mon);
+
+// What the instant method must do with the guest stopped, at the last moment
+// before `migrate` (create_external_active: stop + the disk transaction). While
+// one is alive on a thread, write_memory_image with the background-snapshot
+// capability on that thread runs it between its preparation and `migrate`,
+// exactly once, and fails without migrating when it fails.
+class InstantSwitch {
+public:
+    using Fn = std::function<Status()>;
+    explicit InstantSwitch(Fn fn);
+    ~InstantSwitch();
+    InstantSwitch(const InstantSwitch &) = delete;
+    InstantSwitch &operator=(const InstantSwitch &) = delete;
+
+    // The switch installed on this thread, or null.
+    static InstantSwitch *current();
+    [[nodiscard]] Status run();
+    bool ran() const { return ran_; }
+
+private:
+    Fn fn_;
+    bool ran_ = false;
+    InstantSwitch *outer_ = nullptr;
+};
+
+// check_background_snapshot() succeeding marks `mon`: its next instant
+// snapshot's memory is written by write_memory_image (the driver's writer), so
+// the state machine may hand it the switch. Takes (clears) the mark. A machine
+// run with another writer (tests) finds no mark and switches before calling it.
+bool take_instant_writer_mark(qemu::Monitor &mon);
 
 [[nodiscard]] Status write_memory_image(qemu::Monitor &mon, const std::string &path, const MemoryImageOptions &opts);
 
