@@ -24,12 +24,15 @@ using std::chrono::milliseconds;
 constexpr virErrorDomain kDomain = VIR_FROM_QEMU;
 // libvirt's QEMU_DOMAIN_MIG_BANDWIDTH_MAX in bytes/s: the largest MiB/s value
 // that still fits an int64 once multiplied out.
-constexpr int64_t kUnlimitedBandwidth =
-    (std::numeric_limits<int64_t>::max() / (1024 * 1024)) * (1024 * 1024);
-
 uint64_t non_negative(int64_t v) { return v > 0 ? uint64_t(v) : 0; }
 
-MigrationProgress progress_of(const MigrationInfo &info, Clock::time_point started) {
+bool finished(const std::string &status) {
+    return status == "completed" || status == "failed" || status == "cancelled";
+}
+
+}  // namespace
+
+MigrationProgress migration_progress(const MigrationInfo &info, Clock::time_point started) {
     MigrationProgress p;
     p.status = info.status;
     if (info.ram) {
@@ -43,38 +46,23 @@ MigrationProgress progress_of(const MigrationInfo &info, Clock::time_point start
     return p;
 }
 
-// Wakes the waiting thread on every MIGRATION event.
-class EventWaker {
-public:
-    explicit EventWaker(Monitor &mon) : mon_(mon) {
-        sub_ = mon_.subscribe("MIGRATION", [this](const QmpEvent &) {
-            {
-                std::lock_guard lk(mu_);
-                ++seq_;
-            }
-            cv_.notify_all();
-        });
-    }
-    ~EventWaker() { mon_.unsubscribe(sub_); }
-    void wait(milliseconds max) {
-        std::unique_lock lk(mu_);
-        uint64_t seen = seq_;
-        cv_.wait_for(lk, max, [&] { return seq_ != seen; });
-    }
-
-private:
-    Monitor &mon_;
-    Monitor::SubscriptionId sub_ = 0;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    uint64_t seq_ = 0;
-};
-
-bool finished(const std::string &status) {
-    return status == "completed" || status == "failed" || status == "cancelled";
+MigrationEventWaker::MigrationEventWaker(Monitor &mon) : mon_(mon) {
+    sub_ = mon_.subscribe("MIGRATION", [this](const QmpEvent &) {
+        {
+            std::lock_guard lk(mu_);
+            ++seq_;
+        }
+        cv_.notify_all();
+    });
 }
 
-}  // namespace
+MigrationEventWaker::~MigrationEventWaker() { mon_.unsubscribe(sub_); }
+
+void MigrationEventWaker::wait(milliseconds max) {
+    std::unique_lock lk(mu_);
+    uint64_t seen = seq_;
+    cv_.wait_for(lk, max, [&] { return seq_ != seen; });
+}
 
 // ---- MigrationTracker ----
 
@@ -175,11 +163,11 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         caps_set = true;
     }
     if (options.unlimited_bandwidth) {
-        TRY(monitor.migrate_set_parameters(QDict{{"max-bandwidth", QValue(kUnlimitedBandwidth)}}));
+        TRY(monitor.migrate_set_parameters(QDict{{"max-bandwidth", QValue(kMigrationUnlimitedBandwidth)}}));
         bandwidth_set = true;
     }
 
-    EventWaker waker(monitor);
+    MigrationEventWaker waker(monitor);
     TRY(monitor.migrate_to_fd(fd));
     VS_DEBUG("migration to fd %d started", fd);
 
@@ -193,7 +181,7 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
             // QEMU is gone or not answering: nothing left to cancel reliably.
             return fail(std::move(info).error());
         }
-        last = progress_of(*info, started);
+        last = migration_progress(*info, started);
         if (options.tracker) options.tracker->update(last);
         if (finished(info->status)) {
             if (info->status == "completed") {

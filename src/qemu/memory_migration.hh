@@ -37,6 +37,8 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <condition_variable>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -100,5 +102,29 @@ struct MemoryMigrationOptions {
 // put back; the guest's run state is the caller's business.
 [[nodiscard]] Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd,
                                                              const MemoryMigrationOptions &options);
+
+// Pieces shared with other migration sequences (the instant snapshot's).
+// max-bandwidth libvirt sets for "unlimited": the largest MiB multiple QEMU takes.
+inline constexpr int64_t kMigrationUnlimitedBandwidth =
+    (std::numeric_limits<int64_t>::max() / (1024 * 1024)) * (1024 * 1024);
+// query-migrate figures as progress since `started`.
+MigrationProgress migration_progress(const MigrationInfo &info, std::chrono::steady_clock::time_point started);
+// Wakes a waiting thread on every MIGRATION event (subscribed for its lifetime).
+class MigrationEventWaker {
+public:
+    explicit MigrationEventWaker(Monitor &mon);
+    ~MigrationEventWaker();
+    MigrationEventWaker(const MigrationEventWaker &) = delete;
+    MigrationEventWaker &operator=(const MigrationEventWaker &) = delete;
+    // Returns after the next event or `max`, whichever comes first.
+    void wait(std::chrono::milliseconds max);
+
+private:
+    Monitor &mon_;
+    Monitor::SubscriptionId sub_ = 0;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    uint64_t seq_ = 0;
+};
 
 }  // namespace virtsnap::qemu

@@ -30,51 +30,6 @@ std::mutex g_mark_mu;
 std::set<const qemu::Monitor *> g_marked;
 
 // libvirt's QEMU_DOMAIN_MIG_BANDWIDTH_MAX in bytes/s (as memory_migration.cc).
-constexpr int64_t kUnlimitedBandwidth = (std::numeric_limits<int64_t>::max() / (1024 * 1024)) * (1024 * 1024);
-
-uint64_t non_negative(int64_t v) { return v > 0 ? uint64_t(v) : 0; }
-
-qemu::MigrationProgress progress_of(const qemu::MigrationInfo &info, Clock::time_point started) {
-    qemu::MigrationProgress p;
-    p.status = info.status;
-    if (info.ram) {
-        p.total = non_negative(info.ram->total);
-        p.processed = non_negative(info.ram->transferred);
-        p.remaining = non_negative(info.ram->remaining);
-    }
-    p.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
-    p.downtime_ms = info.downtime;
-    p.setup_time_ms = info.setup_time;
-    return p;
-}
-
-// Wakes the waiting thread on every MIGRATION event.
-class MigrationEvents {
-public:
-    explicit MigrationEvents(qemu::Monitor &mon) : mon_(mon) {
-        sub_ = mon_.subscribe("MIGRATION", [this](const qemu::QmpEvent &) {
-            {
-                std::lock_guard lk(mu_);
-                ++seq_;
-            }
-            cv_.notify_all();
-        });
-    }
-    ~MigrationEvents() { mon_.unsubscribe(sub_); }
-    void wait(milliseconds max) {
-        std::unique_lock lk(mu_);
-        uint64_t seen = seq_;
-        cv_.wait_for(lk, max, [&] { return seq_ != seen; });
-    }
-
-private:
-    qemu::Monitor &mon_;
-    qemu::Monitor::SubscriptionId sub_ = 0;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    uint64_t seq_ = 0;
-};
-
 // The instant method's migration: qemu/memory_migration.hh's sequence with
 // everything before `migrate` done while the guest runs and `sw` run right
 // before `migrate`. Returns the final figures.
@@ -119,7 +74,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         TRY(mon.migrate_set_capabilities(set_caps));
         caps_set = true;
     }
-    TRY(mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(kUnlimitedBandwidth)}}));
+    TRY(mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(qemu::kMigrationUnlimitedBandwidth)}}));
     bandwidth_set = true;
     TRY(mon.getfd(writer.fd(), "migrate"));
     fd_passed = true;
@@ -127,7 +82,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     // reliable way to find its pid from here (for the THP re-collapse).
     qemu_pid = qemu::guest_ram::qemu_holding_file(writer.fd());
 
-    MigrationEvents events(mon);
+    qemu::MigrationEventWaker events(mon);
     // ── the guest-visible pause: stop, the transaction, migrate; QEMU resumes ──
     TRY(sw.run());
     TRY(mon.migrate("fd:migrate"));
@@ -139,7 +94,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     for (;;) {
         auto info = mon.query_migrate();
         if (!info) return fail(std::move(info).error());
-        qemu::MigrationProgress last = progress_of(*info, started);
+        qemu::MigrationProgress last = qemu::migration_progress(*info, started);
         if (opts.tracker) opts.tracker->update(last);
         const std::string &s = info->status;
         if (s == "completed") {
