@@ -66,8 +66,11 @@ Result<DomainDisk> parse_disk(const ParseCtx &ctx, xml::Node n) {
     std::string last;
     for (xml::Node c : n.children()) {
         std::string name(c.name());
+        // A repeat of a modelled child is ignored, as libvirt reads only the first
+        // (kept verbatim it would turn into the modelled one on the next parse).
+        if (seen.contains(name)) continue;
         bool modelled = false;
-        if (!seen.contains(name)) {
+        {
             modelled = true;
             if (name == "driver") {
                 for (const xmlAttr *a = c.raw()->properties; a; a = a->next) {
