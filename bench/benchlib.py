@@ -19,6 +19,8 @@ SOURCE_ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("VIRTSNAP_BENCH_BUILD", os.path.join(SOURCE_ROOT, "build-bench"))
 RESULTS = os.path.join(HERE, "results")
 
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "e2e"))
+import vstest  # noqa: E402  (shared daemon/QEMU helpers of the e2e harness)
 import libvirt  # noqa: E402
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors are reported by the scripts, not printed
@@ -162,16 +164,7 @@ class VirtsnapdTarget(Target):
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
     def qemu_pids(self):
-        pids = []
-        run = os.path.join(self.root, "run", "qemu")
-        if os.path.isdir(run):
-            for f in os.listdir(run):
-                if f.endswith(".pid"):
-                    try:
-                        pids.append(int(open(os.path.join(run, f)).read().strip()))
-                    except (OSError, ValueError):
-                        pass
-        return pids
+        return vstest.qemu_pids(self.root)
 
     def cleanup(self):
         self.stop()

@@ -35,6 +35,21 @@ BUILD_ROOT = os.environ.get("VIRTSNAP_BUILD_ROOT", os.path.join(SOURCE_ROOT, "bu
 GUEST_DIR = os.path.join(SOURCE_ROOT, "tests", "guest")
 
 
+def qemu_pids(root):
+    """Pids of the QEMUs a virtsnapd root has running (from their pidfiles)."""
+    pids = []
+    run = os.path.join(root, "run", "qemu")
+    if os.path.isdir(run):
+        for f in os.listdir(run):
+            if f.endswith(".pid"):
+                try:
+                    with open(os.path.join(run, f)) as fh:
+                        pids.append(int(fh.read().strip()))
+                except (OSError, ValueError):
+                    pass
+    return pids
+
+
 class Tap:
     """TAP output; finish() prints the plan and exits with the right status."""
 
@@ -363,16 +378,7 @@ class Env:
         return False
 
     def qemu_pids(self):
-        pids = []
-        run = os.path.join(self.root, "run", "qemu")
-        if os.path.isdir(run):
-            for f in os.listdir(run):
-                if f.endswith(".pid"):
-                    try:
-                        pids.append(int(open(os.path.join(run, f)).read().strip()))
-                    except (OSError, ValueError):
-                        pass
-        return pids
+        return qemu_pids(self.root)
 
     def cleanup(self):
         # Destroy what the test left running, stop the daemon, then make sure no QEMU survives.
