@@ -43,7 +43,11 @@ for l in open(sys.argv[1]):
         d=json.loads(l)
         if d.get("result") not in ("OK","EXPECTEDFAIL","SKIP"): print(d.get("name"))' "$log")
   passed=$((passed+p)); failed=$((failed+f))
-  for n in $names; do failures+=("$2: $n"); done
+  # One failing test per line: names such as "virtsnap:unit / qemumonitortest" hold spaces.
+  local n
+  while IFS= read -r n; do
+    [ -n "$n" ] && failures+=("$2: $n")
+  done <<<"$names"
 }
 
 run_step() {  # label, command...

@@ -1,5 +1,6 @@
 // checkpointlisttest.cc - CheckpointList: queries, list flags, redefine rules,
-// metadata files, reload and delete re-parenting.
+// metadata files, reload and delete re-parenting, and a metadata file written
+// by libvirt loaded where it lies.
 
 #include "conf/checkpoint_list.hh"
 #include "tap.hh"
@@ -10,6 +11,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <system_error>
 
 using namespace virtsnap;
 using namespace virtsnap::conf;
@@ -123,6 +126,61 @@ void queries(Tap &t, const CheckpointList &list, const std::string &tag) {
                  "no domain checkpoint with matching name 'zz'", tag + ": unknown checkpoint");
 }
 
+// libvirt's checkpoint metadata file is the SECURE format (its loader parses
+// it as a redefinition), so its out->out fixture redefine.xml is what libvirt
+// 9.0 writes for checkpoint c1. The checkpoint directory links to the fixture
+// files, so the loader reads them in place (they are never copied).
+void test_libvirt_files(Tap &t) {
+    std::string shared = test::shared_dir();
+    std::string fixtures = shared + "/fixtures/libvirt/qemudomaincheckpointxml2xmlout";
+    if (shared.empty() || !file::exists(fixtures + "/redefine.xml")) {
+        t.skip("libvirt checkpoint metadata file", "shared fixtures absent");
+        return;
+    }
+    const std::string domain = "QEMUGuest1";
+    const Uuid guest_uuid = *Uuid::parse("c7a5fdbd-edaf-9455-926a-d65c16db1809");
+    std::string root = test::temp_dir("cplist-libvirt");
+    auto layout = StateLayout::embedded(root);
+    if (!t.ok(layout.has_value(), "libvirt files: layout")) return;
+    const std::string dir = root + "/lib/qemu/checkpoint/" + domain;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    std::filesystem::create_symlink(fixtures + "/redefine.xml", dir + "/c1.xml", ec);
+    // libvirt's loader validates against the schema too, which refuses <active>.
+    if (!ec) std::filesystem::create_symlink(fixtures + "/internal-active-invalid.xml", dir + "/1525889631.xml", ec);
+    if (!t.ok(!ec, "libvirt files: linked into the checkpoint directory", ec.message())) return;
+    const std::string original = test::read_text(fixtures + "/redefine.xml");
+
+    CheckpointList list;
+    auto r = list.load(*layout, domain, guest_uuid);
+    t.ok(r && r->loaded == 1 && list.count() == 1 && list.contains("c1"), "libvirt redefine.xml loads in place as c1",
+         r ? "" : r.error().message());
+    if (!r) return;
+    t.ok(r->files.skipped.size() == 1 && r->files.skipped[0].path == dir + "/1525889631.xml" &&
+             r->files.skipped[0].error.code == VIR_ERR_XML_INVALID_SCHEMA,
+         "libvirt internal-active-invalid.xml is reported and skipped, as libvirt's loader does",
+         r->files.skipped.empty() ? "nothing skipped" : r->files.skipped[0].error.message());
+    auto def = list.find("c1");
+    if (!t.ok(def.has_value(), "libvirt files: c1 found")) return;
+    const CheckpointDef &c1 = **def;
+    std::string disks;
+    for (const auto &d : c1.disks)
+        disks += (disks.empty() ? "" : " ") + d.name + "=" +
+                 (d.type == CheckpointDiskType::Bitmap ? "bitmap:" + d.bitmap.value_or("") : std::string("no"));
+    t.eq(disks, std::string("hda=no hdc=no vda=bitmap:c1 vdb=bitmap:c1"), "libvirt files: c1's disks");
+    t.ok(c1.creation_time == 1553647812 && !c1.parent_name && c1.dom && c1.dom->uuid == guest_uuid &&
+             c1.dom->name == domain,
+         "libvirt files: creation time, no parent, the domain it was taken of");
+    auto xml = list.get_xml("c1", 0);
+    t.eq_text(xml ? *xml : xml.error().message(), original, "libvirt files: c1 formats as libvirt wrote it");
+    auto without = list.get_xml("c1", VIR_DOMAIN_CHECKPOINT_XML_NO_DOMAIN);
+    t.ok(without && without->find("<domain ") == std::string::npos &&
+             without->find("<name>c1</name>") != std::string::npos,
+         "libvirt files: NO_DOMAIN drops the domain");
+    t.ok(std::filesystem::is_symlink(dir + "/c1.xml") && test::read_text(fixtures + "/redefine.xml") == original,
+         "libvirt files: loading wrote nothing");
+}
+
 }  // namespace
 
 int main() {
@@ -214,5 +272,6 @@ int main() {
     }
     auto all = list.remove_all();
     t.ok(all && list.count() == 0 && !file::exists(dir), "remove_all");
+    test_libvirt_files(t);
     return t.finish();
 }

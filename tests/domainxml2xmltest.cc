@@ -203,6 +203,38 @@ void check_api(test::Tap &t) {
     auto b = DomainDef::parse_string("<domain type='kvm'><name>a</name><memory>1</memory><os><type>hvm</type></os></domain>", 0);
     t.ok(a && b && !((*a)->uuid == Uuid{}) && !((*a)->uuid == (*b)->uuid), "uuid generated when absent");
 
+    // NVMe and vhost-user sources are modelled, not kept as text.
+    auto nv = DomainDef::parse_string(
+        "<domain type='kvm'><name>n</name><memory>1</memory><os><type>hvm</type></os><devices>"
+        "<disk type='nvme'><source type='pci' namespace='18446744073709551615' managed='no'>"
+        "<address domain='0x10' bus='255' slot='017' function='07'/></source><target dev='vda'/></disk>"
+        "<disk type='vhostuser'><source type='unix' path='/run/v.sock'/><target dev='vdb'/></disk>"
+        "<disk type='nvme'><source type='pci' namespace=' -1'><address function='12'/></source>"
+        "<target dev='vdc'/></disk></devices></domain>",
+        0);
+    if (t.ok(nv.has_value(), "api: nvme/vhostuser sample parses", nv ? "" : error_line(nv.error()))) {
+        const StorageSource &nvme = (*nv)->disks[0].src;
+        t.ok(nvme.nvme && nvme.nvme->namespace_id == 18446744073709551615ULL && nvme.nvme->managed == "no" &&
+                 nvme.nvme->address.domain == 16 && nvme.nvme->address.bus == 255 &&
+                 nvme.nvme->address.slot == 15 && nvme.nvme->address.function == 7 && !nvme.empty(),
+             "nvme source: namespace, managed and the address in any C base");
+        const StorageSource &vhost = (*nv)->disks[1].src;
+        t.ok(vhost.vhostuser_path == std::optional<std::string>("/run/v.sock") && !vhost.empty() &&
+                 vhost.path.empty(),
+             "vhostuser source: the socket path, not a file path");
+        std::string out = (*nv)->format_string(0);
+        t.ok(out.find("<source type='pci' managed='no' namespace='18446744073709551615'>\n"
+                      "        <address domain='0x0010' bus='0xff' slot='0x0f' function='0x7'/>") != std::string::npos,
+             "nvme source: libvirt's attribute order and address layout", out);
+        // strtoull wraps " -1" as libvirt's virStrToLong_ull does; an all-zero
+        // address is not range-checked, and its function stays a fixed point.
+        t.ok(out.find("namespace='18446744073709551615'>\n        <address domain='0x0000' bus='0x00' slot='0x00' "
+                      "function='0xc'/>") != std::string::npos,
+             "nvme source: wrapped namespace, unchecked all-zero address", out);
+        auto again = DomainDef::parse_string(out, 0);
+        t.ok(again && (*again)->format_string(0) == out, "nvme/vhostuser sample is a fixed point");
+    }
+
     auto validated = DomainDef::parse_string(
         "<domain type='kvm'><name>a</name><memory>1</memory><os><type>hvm</type></os><bogus/></domain>",
         kDomainParseValidate);

@@ -8,9 +8,20 @@
 // with exit status 1. FILE may be "-" for standard input.
 //
 // --redefine   parse as a redefinition (snapshot, checkpoint)
-// --internal   parse and print the internal form (snapshot metadata file, backup status)
-// --domain F   align disks against the domain in F (snapshot, checkpoint, backup)
-// --validate   validate the input against libvirt's RNG schema first
+// --internal   parse and print the internal form: a snapshot's internal format
+//              (<active>, full <domain> ...), a checkpoint's metadata file
+//              exactly as virtsnapd writes it (the leading comment, then the
+//              SECURE format; read back as a redefinition), a backup's status
+// --domain F   align disks against the domain in F (snapshot, checkpoint, backup);
+//              a redefined checkpoint must carry F's uuid, as virtsnapd requires
+// --validate   validate the input against libvirt's RNG schema first (domain,
+//              snapshot). Checkpoint and public backup documents are always
+//              validated, as libvirt always does; the internal backup status
+//              form has no schema, so --validate refuses it.
+//
+// A snapshot without a full <domain> prints the <domain><uuid> block with the
+// uuid of --domain, else with the uuid of the document's own legacy
+// <domain><uuid>, as virtsnapd would for the domain owning it.
 
 #include "conf/backup_def.hh"
 #include "conf/checkpoint_def.hh"
@@ -66,14 +77,11 @@ Result<std::string> run(const Args &a) {
         return def->format_string(conf::kDomainFormatInactive | conf::kDomainFormatSecure);
     }
     if (a.kind == "snapshot") {
-        std::unique_ptr<conf::SnapshotDef> def;
-        if (a.internal) {
-            def = TRY(conf::snapshot_parse_metadata_file(text));
-        } else {
-            unsigned flags = (a.redefine ? conf::kSnapshotParseRedefine : 0u) |
-                             (a.validate ? conf::kSnapshotParseValidate : 0u);
-            def = TRY(conf::SnapshotDef::parse_string(text, flags));
-        }
+        // The metadata file is a redefinition in the internal format.
+        unsigned flags = (a.internal ? conf::kSnapshotParseRedefine | conf::kSnapshotParseInternal : 0u) |
+                         (a.redefine ? conf::kSnapshotParseRedefine : 0u) |
+                         (a.validate ? conf::kSnapshotParseValidate : 0u);
+        auto def = TRY(conf::SnapshotDef::parse_string(text, flags));
         std::optional<Uuid> uuid;
         if (domain) {
             uuid = domain->uuid;
@@ -86,22 +94,37 @@ Result<std::string> run(const Args &a) {
             }
         } else if (def->domain) {
             uuid = def->domain->uuid;
+        } else if (def->legacy_domain_uuid) {
+            uuid = def->legacy_domain_uuid;
         }
         unsigned fmt = conf::kSnapshotFormatSecure;
         if (a.internal) fmt |= conf::kSnapshotFormatInternal | (def->current ? conf::kSnapshotFormatCurrent : 0u);
         return def->format(uuid, fmt);
     }
     if (a.kind == "checkpoint") {
-        unsigned flags = a.redefine ? conf::kCheckpointParseRedefine : 0u;
-        auto def = TRY(conf::CheckpointDef::parse_string(text, flags));
-        if (domain) {
+        const bool redefine = a.redefine || a.internal;
+        unsigned flags = redefine ? conf::kCheckpointParseRedefine : 0u;
+        auto def = TRY(a.internal ? conf::CheckpointDef::parse_metadata_file(text)
+                                  : conf::CheckpointDef::parse_string(text, flags));
+        if (domain && redefine) {
+            // As CheckpointList::redefine: the embedded domain must be F's, disks align against it.
+            if (!def->dom || !(def->dom->uuid == domain->uuid))
+                return fail(VIR_ERR_INVALID_ARG, VIR_FROM_DOMAIN_CHECKPOINT,
+                            "definition for checkpoint " + def->name.value_or("") + " must use uuid " +
+                                domain->uuid.str());
+            TRY(def->align_disks());
+        } else if (domain) {
             def->dom = std::move(domain);
             TRY(def->align_disks());
         }
+        if (a.internal) return def->format_metadata_file();
         unsigned fmt = conf::kCheckpointFormatSecure | (def->dom ? 0u : conf::kCheckpointFormatNoDomain);
         return def->format(fmt);
     }
     if (a.kind == "backup") {
+        if (a.internal && a.validate)
+            return fail(VIR_ERR_INVALID_ARG, VIR_FROM_NONE,
+                        "--validate: libvirt's schema does not describe the internal backup status form");
         auto def = TRY(conf::BackupDef::parse_string(text, a.internal ? conf::kBackupParseInternal : 0u));
         if (domain) TRY(def->align_disks(*domain, "backup"));
         return def->format(a.internal);

@@ -142,6 +142,28 @@ void sanitize_metadata(xmlNode *md) {
     }
 }
 
+// Kept elements are written back with CDATA sections as escaped text (the
+// writer's layout), so a whitespace-only CDATA section would come back as
+// blank text, which the writer drops: "<x><![CDATA[ ]]></x>" would turn into
+// "<x/>" on the second round. Reading every CDATA section as the text node it
+// will be written as makes the first round write "<x/>" already. <metadata> is
+// not touched: it is dumped by libxml2, which keeps CDATA as libvirt does.
+void cdata_to_text(xmlNode *parent) {
+    for (xmlNode *c = parent->children; c;) {
+        xmlNode *next = c->next;
+        if (c->type == XML_CDATA_SECTION_NODE) {
+            xmlNode *text = xmlNewDocText(c->doc, c->content);
+            if (text) {
+                xmlReplaceNode(c, text);
+                xmlFreeNode(c);
+            }
+        } else if (c->type == XML_ELEMENT_NODE) {
+            cdata_to_text(c);
+        }
+        c = next;
+    }
+}
+
 std::string dump_metadata(xmlDoc *doc, const xmlNode *node, int level) {
     std::unique_ptr<xmlBuffer, CFree<xmlBufferFree>> buf(xmlBufferCreate());
     int saved = xmlIndentTreeOutput;
@@ -187,6 +209,9 @@ Status parse_vcpu(DomainDef &def, xml::Node n) {
     return ok();
 }
 
+// The <os> children parse_os models (when their shape allows).
+const std::set<std::string, std::less<>> kOsModelled = {"type", "loader", "nvram", "kernel", "initrd", "cmdline", "dtb"};
+
 Status parse_os(const ParseCtx &ctx, OsDef &os, xml::Node n) {
     os.firmware = n.attr("firmware").value_or("");
     os.os_attrs = attrs_except(n, {"firmware"});
@@ -203,7 +228,15 @@ Status parse_os(const ParseCtx &ctx, OsDef &os, xml::Node n) {
             ++boot_ordinal;
             continue;
         }
-        if (!seen.contains(name) && !has_element_children(c)) {
+        // libvirt reads the first of each; a repeat is dropped even when the
+        // first one is kept verbatim (it could otherwise take its place on
+        // the next round).
+        if (kOsModelled.contains(name)) {
+            if (seen.contains(name)) continue;
+            seen.insert(name);
+        }
+        // <type> is always modelled, from its string value as libvirt reads it.
+        if (kOsModelled.contains(name) && (name == "type" || !has_element_children(c))) {
             modelled = true;
             if (name == "type") {
                 os.type = c.text();
@@ -230,7 +263,6 @@ Status parse_os(const ParseCtx &ctx, OsDef &os, xml::Node n) {
             }
         }
         if (modelled) {
-            seen.insert(name);
             last = name;
         } else {
             os.extras.push_back(make_verbatim(ctx, c, last, last == "boot" ? boot_ordinal - 1 : 0));
@@ -441,6 +473,9 @@ Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node root, unsigne
     xmlNode *copy = xmlDocCopyNode(root.raw(), ctx.owner.get(), 1);
     if (!copy) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
     xmlDocSetRootElement(ctx.owner.get(), copy);
+    for (xmlNode *c = copy->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && !(c->ns == nullptr && xmlStrEqual(c->name, BAD_CAST "metadata")))
+            cdata_to_text(c);
     xml::Node n(copy);
 
     if ((flags & kDomainParseValidate) && !(flags & kDomainParseSkipValidate)) {
@@ -479,22 +514,24 @@ Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node root, unsigne
     bool have_uuid = false, have_current = false;
     for (xml::Node c : n.children()) {
         std::string name(c.name());
-        // libvirt reads the first of each of these and ignores repeats; so do we
-        // (keeping a repeated <os> verbatim would let it drift from the modelled one).
-        if (kModelled.contains(name) && seen.contains(name) && !c.raw()->ns) continue;
-        bool modelled = kModelled.contains(name) && !seen.contains(name) && !c.raw()->ns;
-        if (modelled && (name == "name" || name == "uuid" || name == "title" || name == "description" ||
-                         name.starts_with("on_")))
-            modelled = plain_text_element(c);
-        if (modelled && name == "memory" && has_element_children(c)) modelled = false;
-        if (modelled && name == "currentMemory" && has_element_children(c)) modelled = false;
-        if (modelled && name == "vcpu" && has_element_children(c)) modelled = false;
+        // libvirt reads the first of each of these (XPath "string(./name[1])"
+        // and the like) and ignores repeats; so do we. The first is always
+        // modelled, from its string value as libvirt reads it (markup inside
+        // contributes its text); its unknown attributes are kept. A first one
+        // kept verbatim next to a written default or a generated <uuid> would
+        // trade places with it on the next round.
+        bool modelled = kModelled.contains(name) && !c.raw()->ns;
         if (!modelled) {
             def->extras.push_back(make_verbatim(ctx, c, last));
             continue;
         }
+        if (seen.contains(name)) continue;
         seen.insert(name);
         last = name;
+        if (name == "name" || name == "uuid" || name == "title" || name == "description" || name.starts_with("on_")) {
+            AttrList extra = attrs_except(c, {});
+            if (!extra.empty()) def->text_extra_attrs[name] = std::move(extra);
+        }
         if (name == "name") {
             def->name = c.text();
         } else if (name == "uuid") {
@@ -568,14 +605,25 @@ void DomainDef::format(xml::Writer &w, unsigned flags, std::string_view root_nam
     w.open(root_name, attrs);
     std::vector<bool> done(extras.size());
     auto after = [&](std::string_view name) { emit_after(w, extras, done, name); };
+    // A text element with its kept unknown attributes; an empty optional one
+    // is written only to keep those attributes.
+    auto text = [&](std::string_view element, const std::string &value, bool optional) {
+        static const AttrList kNone;
+        auto it = text_extra_attrs.find(element);
+        const AttrList &extra = it == text_extra_attrs.end() ? kNone : it->second;
+        if (optional && value.empty() && extra.empty()) return;
+        AttrBuilder tb(extra);
+        xml::Attrs ta = tb.finish();
+        w.text_element(element, value, ta);
+    };
     after("");
-    w.text_element("name", name);
+    text("name", name, false);
     after("name");
-    w.text_element("uuid", uuid.str());
+    text("uuid", uuid.str(), false);
     after("uuid");
-    if (!title.empty()) w.text_element("title", title);
+    text("title", title, true);
     after("title");
-    if (!description.empty()) w.text_element("description", description);
+    text("description", description, true);
     after("description");
     if (!metadata_xml.empty()) {
         if (metadata_node && metadata_xml == metadata_dump)
@@ -617,11 +665,11 @@ void DomainDef::format(xml::Writer &w, unsigned flags, std::string_view root_nam
     if (clock_xml.empty()) w.empty("clock", {{"offset", "utc"}});
     else format_block(w, clock_xml, clock);
     after("clock");
-    w.text_element("on_poweroff", on_poweroff.empty() ? "destroy" : on_poweroff);
+    text("on_poweroff", on_poweroff.empty() ? "destroy" : on_poweroff, false);
     after("on_poweroff");
-    w.text_element("on_reboot", on_reboot.empty() ? "restart" : on_reboot);
+    text("on_reboot", on_reboot.empty() ? "restart" : on_reboot, false);
     after("on_reboot");
-    w.text_element("on_crash", on_crash.empty() ? "destroy" : on_crash);
+    text("on_crash", on_crash.empty() ? "destroy" : on_crash, false);
     after("on_crash");
     format_devices(w, *this, flags);
     after("devices");

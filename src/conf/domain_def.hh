@@ -7,6 +7,11 @@
 // followed by dumpxml loses nothing. Output follows libvirt's element order and
 // layout byte for byte for the parts libvirt would print.
 //
+// As libvirt, only the first of a modelled element counts and repeats are
+// dropped; a modelled text element (<name>, <memory> ...) is read as its string
+// value, so markup inside it contributes only its text. Formatting is a fixed
+// point: parsing what format writes gives the same bytes again.
+//
 // Contract used by the snapshot, checkpoint and backup definitions and by the
 // QEMU layer: the names below are stable; implementations may add members.
 #pragma once
@@ -64,6 +69,21 @@ struct NetworkHost {
     std::string name, port, transport, socket;
 };
 
+// libvirt's virPCIDeviceAddress (domain:bus:slot.function).
+struct PciAddress {
+    unsigned domain = 0, bus = 0, slot = 0, function = 0;
+};
+
+// The <source> of a type='nvme' disk (libvirt's virStorageSourceNVMeDef):
+// <source type='pci' managed='yes' namespace='1'><address .../></source>.
+struct NvmeSource {
+    std::string managed;                // "yes" | "no" | "" (absent)
+    unsigned long long namespace_id = 0;
+    PciAddress address;
+    AttrList address_extra_attrs;       // unknown attributes of <address>, in order
+    std::vector<VerbatimNode> address_children;  // e.g. <zpci>, kept verbatim
+};
+
 // A disk's storage: <source> plus, through `backing`, the <backingStore> chain.
 struct StorageSource {
     enum class Type { None, File, Block, Dir, Network, Volume, Nvme, VhostUser };
@@ -72,13 +92,15 @@ struct StorageSource {
     std::string protocol, name;         // network disks
     std::vector<NetworkHost> hosts;
     std::string pool, volume;           // type='volume' sources
+    std::optional<NvmeSource> nvme;     // type='nvme' with a <source>
+    std::optional<std::string> vhostuser_path;  // type='vhostuser': <source type='unix' path=>
     std::string format;                 // qcow2, raw ... ("" = unknown/probe)
     bool readonly = false;              // meaningful for backing layers
     std::optional<int> index;           // <backingStore index='N'> (status XML)
     std::unique_ptr<StorageSource> backing;
     bool backing_terminated = false;    // explicit empty <backingStore/>: chain ends here
     std::vector<VerbatimNode> source_extras;  // e.g. <seclabel>, <auth>, <reservations>
-    std::map<std::string, std::string> source_extra_attrs;  // startupPolicy, index ...
+    AttrList source_extra_attrs;        // startupPolicy, index ... in document order
     AttrList backing_extra_attrs;       // unknown attributes of this layer's <backingStore>
     std::vector<VerbatimNode> backing_extras;  // unknown children of this layer's <backingStore>
 
@@ -89,7 +111,12 @@ struct StorageSource {
     StorageSource &operator=(StorageSource &&) = default;
 
     bool is_local() const { return type == Type::File || type == Type::Block || type == Type::Dir; }
-    bool empty() const { return path.empty() && name.empty(); }
+    // As virStorageSourceIsEmpty for what virtsnap uses: an NVMe or vhost-user
+    // disk always names its storage.
+    bool empty() const {
+        if (type == Type::Nvme || type == Type::VhostUser) return false;
+        return path.empty() && name.empty();
+    }
 };
 
 std::string_view storage_type_name(StorageSource::Type t);
@@ -111,7 +138,7 @@ struct DomainDisk {
     std::string address_xml;            // <address .../> verbatim ("" = none)
     std::string alias;                  // runtime <alias name=> (status only)
     std::vector<VerbatimNode> extras;   // unknown children, in place
-    std::map<std::string, std::string> extra_attrs;
+    AttrList extra_attrs;               // unknown <disk> attributes, in document order
 };
 
 // Devices other than disks are modelled as far as the command line needs;
@@ -169,6 +196,9 @@ public:
     std::shared_ptr<xmlDoc> metadata_owner;   // sanitised <metadata> for exact re-dump
     const xmlNode *metadata_node = nullptr;   // used while metadata_xml is unchanged
     std::string metadata_dump;          // metadata_xml as produced by the parse
+    // Unknown attributes of <name>, <uuid>, <title>, <description> and <on_*>,
+    // by element name, in document order.
+    std::map<std::string, AttrList, std::less<>> text_extra_attrs;
 
     DomainDef() = default;
     DomainDef(const DomainDef &) = default;

@@ -36,6 +36,11 @@ std::string bus_from_dev(std::string_view dev) {
     return "";
 }
 
+// The <disk> children parse_disk models (when their shape allows).
+const std::set<std::string, std::less<>> kModelledChildren = {
+    "driver", "source", "backingStore", "target", "readonly", "shareable",
+    "transient", "serial", "boot", "alias", "address"};
+
 bool bare(xml::Node n) { return !has_element_children(n) && n.raw()->properties == nullptr; }
 
 std::string disk_source_name(const StorageSource &src) {
@@ -60,15 +65,17 @@ Result<DomainDisk> parse_disk(const ParseCtx &ctx, xml::Node n) {
         if (!one_of(kSnapshotModes, *snap)) return invalid_attr("snapshot", "disk", *snap);
         d.snapshot = *snap;
     }
-    for (auto &[k, v] : attrs_except(n, {"type", "device", "snapshot"})) d.extra_attrs[k] = v;
+    d.extra_attrs = attrs_except(n, {"type", "device", "snapshot"});
 
     std::set<std::string, std::less<>> seen;
     std::string last;
     for (xml::Node c : n.children()) {
         std::string name(c.name());
         // A repeat of a modelled child is ignored, as libvirt reads only the first
-        // (kept verbatim it would turn into the modelled one on the next parse).
+        // (kept verbatim it would turn into the modelled one on the next parse),
+        // also when the first could not be modelled and is kept verbatim itself.
         if (seen.contains(name)) continue;
+        if (kModelledChildren.contains(name)) seen.insert(name);
         bool modelled = false;
         {
             modelled = true;
@@ -120,7 +127,6 @@ Result<DomainDisk> parse_disk(const ParseCtx &ctx, xml::Node n) {
             }
         }
         if (modelled) {
-            seen.insert(name);
             last = name;
         } else {
             d.extras.push_back(make_verbatim(ctx, c, last));
@@ -135,8 +141,7 @@ Result<DomainDisk> parse_disk(const ParseCtx &ctx, xml::Node n) {
 }
 
 void format_disk(xml::Writer &w, const DomainDisk &d, unsigned flags) {
-    AttrList extra = map_to_list(d.extra_attrs);
-    AttrBuilder ab(extra);
+    AttrBuilder ab(d.extra_attrs);
     ab.add("type", std::string(storage_type_name(d.src.type)));
     ab.add("device", d.device);
     for (auto k : {"model", "rawio", "sgio"}) ab.extra(k);

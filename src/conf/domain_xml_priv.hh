@@ -28,7 +28,6 @@ std::string attr_value(const xmlAttr *a);
 
 // All attributes of `n` whose names are not in `known`, in document order.
 AttrList attrs_except(xml::Node n, std::initializer_list<std::string_view> known);
-AttrList map_to_list(const std::map<std::string, std::string> &m);
 
 // True when the element has child elements (comments and blank text ignored).
 bool has_element_children(xml::Node n);
@@ -65,6 +64,10 @@ private:
 
 // Strict unsigned decimal (no sign, no spaces).
 std::optional<unsigned long long> parse_ull(std::string_view s);
+// libvirt's virStrToLong_ull (reject_negative false: "-1" wraps, as strtoull
+// does) and virStrToLong_uip (reject_negative true): C strtoull in `base`
+// (0 = C prefixes), leading white space allowed, nothing may follow.
+std::optional<unsigned long long> c_strtoul(const std::string &s, int base, bool reject_negative);
 
 // libvirt's "Invalid value for attribute '%s' in element '%s': '%s'." (VIR_FROM_XML).
 Unexpected invalid_attr(std::string_view attr, std::string_view element, std::string_view value);

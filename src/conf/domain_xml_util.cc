@@ -3,6 +3,8 @@
 
 #include "conf/domain_xml_priv.hh"
 
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace virtsnap::conf::detail {
@@ -32,10 +34,6 @@ AttrList attrs_except(xml::Node n, std::initializer_list<std::string_view> known
         if (!is_known) out.emplace_back(std::move(name), attr_value(a));
     }
     return out;
-}
-
-AttrList map_to_list(const std::map<std::string, std::string> &m) {
-    return AttrList(m.begin(), m.end());
 }
 
 bool has_element_children(xml::Node n) {
@@ -128,6 +126,16 @@ std::optional<unsigned long long> parse_ull(std::string_view s) {
         if (v > (~0ULL - d) / 10) return std::nullopt;
         v = v * 10 + d;
     }
+    return v;
+}
+
+std::optional<unsigned long long> c_strtoul(const std::string &s, int base, bool reject_negative) {
+    const char *begin = s.c_str();
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(begin, &end, base);
+    if (errno || end == begin || *end) return std::nullopt;
+    if (reject_negative && std::memchr(begin, '-', size_t(end - begin))) return std::nullopt;
     return v;
 }
 

@@ -1,9 +1,11 @@
 // raii.hh - owning wrappers for the C resources virtsnap touches.
 //
 // One generic deleter turns any free function into a unique_ptr deleter, so
-// libxml2 documents, GLib strings and friends are released on every path.
+// libxml2 documents, GLib strings, GObjects and friends are released on every
+// path. Only the users of GObjectPtr need to link gobject-2.0 (gio does).
 #pragma once
 
+#include <glib-object.h>
 #include <glib.h>
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
@@ -30,6 +32,40 @@ using GErrorPtr = std::unique_ptr<GError, CFree<g_error_free>>;
 using GMainContextPtr = std::unique_ptr<GMainContext, CFree<g_main_context_unref>>;
 using GMainLoopPtr = std::unique_ptr<GMainLoop, CFree<g_main_loop_unref>>;
 using GSourcePtr = std::unique_ptr<GSource, CFree<+[](GSource *s) { g_source_destroy(s); g_source_unref(s); }>>;
+// Any memory GLib hands over for g_free (gchar * has GCharPtr).
+template <typename T>
+using GMallocPtr = std::unique_ptr<T, CFree<g_free>>;
+// A NULL-terminated string array (g_strsplit, g_environ_setenv ...).
+using GStrvPtr = std::unique_ptr<gchar *, CFree<g_strfreev>>;
+// One reference to a GObject instance (GSubprocess, GSocket ...), dropped with g_object_unref.
+template <typename T>
+using GObjectPtr = std::unique_ptr<T, CFree<g_object_unref>>;
+
+// Takes a reference of our own to an object GLib lends ("transfer none").
+template <typename T>
+GObjectPtr<T> gobject_ref(T *object) {
+    return GObjectPtr<T>(object ? static_cast<T *>(g_object_ref(object)) : nullptr);
+}
+
+// Adapts an owning pointer to a C out-parameter (GError **, gchar ** ...):
+//   GErrorPtr err; g_dir_make_tmp("x-XXXXXX", out_ptr(err));
+// The pointer is set when the full expression ends; any old value is freed.
+template <typename Ptr>
+class OutPtr {
+public:
+    explicit OutPtr(Ptr &owner) : owner_(owner) {}
+    OutPtr(const OutPtr &) = delete;
+    OutPtr &operator=(const OutPtr &) = delete;
+    ~OutPtr() { owner_.reset(raw_); }
+    operator typename Ptr::pointer *() { return &raw_; }
+
+private:
+    Ptr &owner_;
+    typename Ptr::pointer raw_ = nullptr;
+};
+
+template <typename Ptr>
+OutPtr<Ptr> out_ptr(Ptr &owner) { return OutPtr<Ptr>(owner); }
 
 // A file descriptor closed on destruction.
 class UniqueFd {
