@@ -1,6 +1,7 @@
 // qemuagenttest.cc - the guest agent client against a mock qemu-ga on a real
-// unix socket: delimited sync, ping, fsfreeze, error replies, stale replies,
-// timeouts, EOF and libvirt's "not connected"/"not configured" errors.
+// unix socket: delimited sync, ping, fsfreeze, guest-shutdown, error replies,
+// stale replies, timeouts, EOF and libvirt's "not connected"/"not configured"
+// errors.
 
 #include "qemu/agent.hh"
 #include "testutils/mock_qmp_server.hh"
@@ -26,6 +27,7 @@ struct MockAgent {
     std::atomic<int> syncs{0};
     std::function<std::vector<std::string>(const std::string &name, const QValue &cmd)> behaviour;
     bool stale_before_sync = false;
+    std::atomic<bool> silent_sync{false};   // a hung agent: not even guest-sync-delimited is answered
 
     MockAgent() {
         server.set_handler([this](const QValue &cmd, std::vector<UniqueFd> &) -> std::vector<std::string> {
@@ -37,6 +39,7 @@ struct MockAgent {
             }
             if (name == "guest-sync-delimited") {
                 ++syncs;
+                if (silent_sync) return {"NOREPLY"};
                 const QValue *id = cmd.get("arguments") ? cmd.get("arguments")->get("id") : nullptr;
                 std::vector<std::string> out;
                 if (stale_before_sync) {
@@ -150,6 +153,64 @@ void test_eof(Tap &tap) {
            "agent: later commands: not connected", later ? "" : later.error().message());
 }
 
+// guest-shutdown as qemu-ga answers it: not at all (the guest goes down) or
+// by closing the channel; only errors before it was sent, and error replies,
+// are failures.
+void test_shutdown(Tap &tap) {
+    MockAgent mock;
+    std::atomic<int> shutdowns{0};
+    mock.behaviour = [&](const std::string &name, const QValue &cmd) -> std::vector<std::string> {
+        if (name != "guest-shutdown") return {R"({"return": {}})"};
+        int n = shutdowns++;
+        const QValue *mode = cmd.get("arguments") ? cmd.get("arguments")->get("mode") : nullptr;
+        if (!mode || !mode->str()) return {R"({"error": {"class": "GenericError", "desc": "no mode"}})"};
+        if (n == 0) return {"NOREPLY"};
+        if (n == 1) return {R"({"error": {"class": "GenericError", "desc": "Invalid parameter 'mode'"}})"};
+        return {"EOF"};
+    };
+    auto agent = Agent::connect(mock.server.socket_path(), fast());
+    if (!tap.ok(agent.has_value(), "agent: connect (shutdown)")) return;
+    Agent &a = **agent;
+    auto st = a.shutdown("powerdown", Millis(300));
+    tap.ok(st.has_value(), "agent: guest-shutdown without a reply was delivered", st ? "" : st.error().message());
+    st = a.shutdown("sideways", Millis(3000));
+    tap.ok(!st && st.error().code == VIR_ERR_INTERNAL_ERROR &&
+               st.error().detail == "unable to execute QEMU agent command 'guest-shutdown': Invalid parameter 'mode'",
+           "agent: guest-shutdown error reply", st ? "" : st.error().message());
+    st = a.shutdown("reboot", Millis(3000));
+    tap.ok(st.has_value(), "agent: guest-shutdown answered by EOF was delivered", st ? "" : st.error().message());
+    {
+        std::lock_guard lock(mock.mu);
+        std::string sent;
+        for (const auto &c : mock.commands)
+            if (c.find("guest-shutdown") != std::string::npos) sent += c + "\n";
+        tap.eq_text(sent,
+                    R"({"execute":"guest-shutdown","arguments":{"mode":"powerdown"}})" "\n"
+                    R"({"execute":"guest-shutdown","arguments":{"mode":"sideways"}})" "\n"
+                    R"({"execute":"guest-shutdown","arguments":{"mode":"reboot"}})" "\n",
+                    "agent: guest-shutdown commands as sent");
+    }
+    st = a.shutdown("powerdown");
+    tap.ok(!st && st.error().code == VIR_ERR_AGENT_UNRESPONSIVE &&
+               st.error().detail == "QEMU guest agent is not connected",
+           "agent: guest-shutdown after EOF: not connected", st ? "" : st.error().message());
+
+    // An agent that does not answer the sync never got the command: an error.
+    MockAgent hung;
+    hung.silent_sync = true;
+    hung.behaviour = [](const std::string &, const QValue &) -> std::vector<std::string> { return {}; };
+    auto agent2 = Agent::connect(hung.server.socket_path(), fast());
+    if (!tap.ok(agent2.has_value(), "agent: connect (hung)")) return;
+    auto h = (*agent2)->shutdown("powerdown", Millis(200));
+    tap.ok(!h && h.error().code == VIR_ERR_AGENT_UNRESPONSIVE &&
+               h.error().detail == "Guest agent not available for now",
+           "agent: guest-shutdown to a hung agent fails", h ? "" : h.error().message());
+    std::lock_guard lock(hung.mu);
+    bool never_sent = true;
+    for (const auto &c : hung.commands) never_sent &= c.find("guest-shutdown") == std::string::npos;
+    tap.ok(never_sent, "agent: guest-shutdown not sent without a sync");
+}
+
 void test_not_connected(Tap &tap) {
     auto agent = Agent::connect(test::temp_dir("noagent") + "/missing.sock", fast());
     tap.ok(!agent && agent.error().code == VIR_ERR_AGENT_UNRESPONSIVE && agent.error().domain == VIR_FROM_QEMU,
@@ -170,6 +231,7 @@ int main() {
     test_error_without_desc(tap);
     test_timeout_and_stale(tap);
     test_eof(tap);
+    test_shutdown(tap);
     test_not_connected(tap);
     return tap.finish();
 }

@@ -1,8 +1,10 @@
 // qemucapstest.cc - capability probing against the real QEMU binary
 // (integration suite): commands, events, migration capabilities, machine
-// types and KVM are found by asking QEMU; results are cached per binary.
+// types and KVM are found by asking QEMU; results are cached per binary; the
+// daemon's cache and KVM verdict (host_probe.hh).
 
 #include "qemu/capabilities.hh"
+#include "qemu/host_probe.hh"
 #include "testutils/tap.hh"
 
 #include <cstdlib>
@@ -42,9 +44,31 @@ int main() {
            "migration capabilities from query-migrate-capabilities");
     tap.ok(!c.default_machine.empty() && c.has_machine("pc") && c.has_machine("q35"), "machine types");
     tap.ok(!c.kvm_runs_guest_code || (c.kvm_accel_starts && c.kvm_device_opens), "KVM facts are consistent");
+    tap.ok(c.kvm_runs_guest_code == c.kvm_reason.empty(), "KVM: a reason exactly when guests do not run",
+           c.kvm_reason);
+    // The KVM verdict is only as good as its test guest: under TCG it must
+    // reach long mode and exit, or every host would look broken.
+    std::string tcg = run_probe_guest(binary, "tcg");
+    tap.ok(tcg.empty(), "KVM test guest reaches long mode under TCG", tcg);
     tap.eq(cache.probes(), 1, "one probe");
     auto again = cache.get(binary);
     tap.ok(again && again->get() == caps->get() && cache.probes() == 1, "cached per binary and mtime");
+
+    // The daemon's cache probes features only: KVM (seconds where guests
+    // hang) is decided apart, and only for a KVM domain.
+    auto daemon_caps = host_caps_cache().get(binary);
+    tap.ok(daemon_caps && (*daemon_caps)->has_snapshot_jobs() && (*daemon_caps)->has_background_snapshot() &&
+               !(*daemon_caps)->kvm_device_opens && (*daemon_caps)->kvm_reason.empty(),
+           "daemon cache: features without a KVM probe", daemon_caps ? "" : daemon_caps.error().message());
+    auto again2 = host_caps_cache().get(binary);
+    tap.ok(again2 && daemon_caps && again2->get() == daemon_caps->get() && host_caps_cache().probes() == 1,
+           "daemon cache: one probe per run");
+    ::setenv("VIRTSNAP_KVM", "0", 1);
+    KvmSupport off = host_kvm_support(binary);
+    tap.ok(!off.usable && off.reason == "disabled by VIRTSNAP_KVM=0", "VIRTSNAP_KVM=0 declares KVM unusable",
+           off.reason);
+    tap.ok(!probe_host().kvm_support(binary).usable, "the host probe gives the same KVM verdict");
+    ::unsetenv("VIRTSNAP_KVM");
 
     auto missing = probe_qemu("/nonexistent/qemu-system-x86_64");
     tap.ok(!missing && missing.error().code == VIR_ERR_SYSTEM_ERROR, "missing binary is an error");

@@ -1,7 +1,9 @@
 // qemumonitortest.cc - the QMP monitor against a mock QEMU on a real unix
 // socket: every typed call, error replies, events interleaved with replies,
-// EOF mid-command, timeouts, concurrent callers, fd passing and re-attach.
+// EOF mid-command, timeouts, concurrent callers, fd passing, re-attach, and
+// the calls gated on probed capabilities.
 
+#include "qemu/capabilities.hh"
 #include "qemu/monitor.hh"
 #include "qemu/monitor_json.hh"
 #include "testutils/mock_qmp_server.hh"
@@ -81,13 +83,14 @@ void test_basic(Tap &tap) {
     st = f.mon->query_status();
     if (ok_result(tap, st, "basic: query-status running"))
         tap.ok(st->running && st->status == "running", "basic: running state parsed");
+    ok_result(tap, f.mon->system_reset(), "basic: system_reset");
     ok_result(tap, f.mon->system_powerdown(), "basic: system_powerdown");
     ok_result(tap, f.mon->quit(), "basic: quit");
     f.check(tap, "basic");
     std::lock_guard lock(mu);
     std::string joined;
     for (const auto &e : events) joined += (joined.empty() ? "" : ",") + e;
-    tap.eq_text(joined, "STOP,RESUME,POWERDOWN,SHUTDOWN", "basic: events delivered in order");
+    tap.eq_text(joined, "STOP,RESUME,RESET,POWERDOWN,SHUTDOWN", "basic: events delivered in order");
     tap.ok(shutdown && shutdown->guest && shutdown->reason == "guest-shutdown", "basic: SHUTDOWN data parsed");
 }
 
@@ -232,6 +235,15 @@ void test_migration(Tap &tap) {
               f.mon->migrate_set_parameters(
                   QDict{{"max-bandwidth", int64_t(9223372036853727232LL)}, {"multifd-channels", 4}}),
               "migration: migrate-set-parameters");
+    auto params = f.mon->query_migrate_parameters();
+    if (ok_result(tap, params, "migration: query-migrate-parameters"))
+        tap.ok(params->max_bandwidth == 9223372036853727232LL && params->downtime_limit == 300 &&
+                   params->multifd_channels == 4,
+               "migration: parameters parsed");
+    auto bad_params = f.mon->query_migrate_parameters();
+    tap.ok(!bad_params && bad_params.error().detail ==
+                              "unexpected type returned by QEMU command 'query-migrate-parameters'",
+           "migration: parameters of the wrong type", bad_params ? "" : bad_params.error().detail);
     auto info = f.mon->query_migrate();
     if (ok_result(tap, info, "migration: query-migrate before"))
         tap.ok(info->status == "none" && !info->ram, "migration: empty query-migrate is 'none'");
@@ -324,6 +336,52 @@ void test_nbd(Tap &tap) {
     ok_result(tap, f.mon->remove_fd(3, 27), "nbd: remove-fd");
     f.check(tap, "nbd");
     tap.eq(f.server.take_received_fds().size(), size_t(1), "nbd: add-fd passed a descriptor");
+}
+
+void test_caps(Tap &tap) {
+    Fixture f(tap, "caps");
+    if (!f.mon) return;
+    tap.ok(f.mon->require_command("anything").has_value(), "caps: nothing is gated before caps are known");
+    auto caps = std::make_shared<QemuCaps>();
+    caps->binary = "/usr/bin/qemu-system-x86_64";
+    caps->commands = {"query-status", "block-export-add", "block-export-del", "migrate-set-capabilities"};
+    caps->migration_capabilities = {"events", "background-snapshot"};
+    f.mon->set_caps(caps);
+    tap.ok(f.mon->caps() == caps, "caps: kept by the monitor");
+
+    SnapshotJobArgs save{"snapsave0", "s1", "libvirt-1-format", {"libvirt-1-format"}};
+    auto r = f.mon->snapshot_save(save);
+    tap.ok(!r && r.error().code == VIR_ERR_OPERATION_UNSUPPORTED &&
+               r.error().detail == "QEMU binary '/usr/bin/qemu-system-x86_64' does not support the 'snapshot-save' command",
+           "caps: snapshot-save refused without sending it", r ? "" : r.error().message());
+    tap.ok(!f.mon->snapshot_load(save) && !f.mon->snapshot_delete(save), "caps: snapshot-load/delete refused too");
+    QDict reopen{{"driver", "qcow2"},
+                 {"node-name", "libvirt-1-format"},
+                 {"file", "libvirt-1-storage"},
+                 {"read-only", false},
+                 {"backing", nullptr}};
+    auto ro = f.mon->blockdev_reopen({reopen});
+    tap.ok(!ro && ro.error().code == VIR_ERR_OPERATION_UNSUPPORTED, "caps: blockdev-reopen refused");
+    auto mc = f.mon->migrate_set_capabilities({{"background-snapshot", true}, {"mapped-ram", true}});
+    tap.ok(!mc && mc.error().code == VIR_ERR_OPERATION_UNSUPPORTED &&
+               mc.error().detail == "QEMU does not support migration capability 'mapped-ram'",
+           "caps: unknown migration capability refused", mc ? "" : mc.error().message());
+    ok_result(tap, f.mon->migrate_set_capabilities({{"background-snapshot", true}}),
+              "caps: known migration capability sent");
+    ok_result(tap, f.mon->nbd_server_add("libvirt-1-format", "vda", false, "backup-vda"),
+              "caps: export through block-export-add");
+    auto rw = f.mon->nbd_server_add("libvirt-2-format", "vdb", true);
+    tap.ok(!rw && rw.error().detail == "unable to execute QEMU command 'block-export-add': Block node is read-only",
+           "caps: block-export-add error reported as QEMU's", rw ? "" : rw.error().detail);
+    ok_result(tap, f.mon->nbd_server_remove("vda"), "caps: export removed through block-export-del");
+
+    auto more = std::make_shared<QemuCaps>(*caps);
+    more->commands.insert({"blockdev-reopen", "snapshot-save"});
+    f.mon->set_caps(more);
+    ok_result(tap, f.mon->blockdev_reopen({reopen}), "caps: blockdev-reopen sent once the schema has it");
+    auto sv = f.mon->snapshot_save(save);
+    tap.ok(!sv && sv.error().code == VIR_ERR_INTERNAL_ERROR, "caps: snapshot-save sent once the schema has it");
+    f.check(tap, "caps");
 }
 
 void test_introspection(Tap &tap) {
@@ -594,6 +652,7 @@ int main() {
     test_migration(tap);
     test_snapshot(tap);
     test_nbd(tap);
+    test_caps(tap);
     test_introspection(tap);
     test_errors(tap);
     test_events(tap);

@@ -6,13 +6,21 @@
 //                                  pause/resume, agent freeze/thaw, re-attach after
 //                                  dropping the object, ACPI shutdown, destroy,
 //                                  kill -9 of QEMU, re-attach to a dead QEMU,
-//                                  paused start, a start that fails
+//                                  paused start, a start that fails, destroy of
+//                                  a QEMU that ignores SIGTERM (SIGKILL after
+//                                  the grace period), crash of a re-attached
+//                                  QEMU that is not our child, an overlay whose
+//                                  XML leaves its backing chain implicit (and
+//                                  one whose base is missing)
 #include "conf/state_layout.hh"
+#include "qemu/capabilities.hh"
 #include "qemu/domain_process.hh"
 #include "qemu/domain_status.hh"
+#include "qemu/host_probe.hh"
 #include "qemu/process_paths.hh"
 #include "tap.hh"
 #include "util/file.hh"
+#include "util/log.hh"
 #include "util/process.hh"
 
 #include "qemu/agent.hh"
@@ -28,7 +36,11 @@
 #include <thread>
 #include <vector>
 
+#include <cerrno>
+#include <cstdio>
+
 #include <sys/wait.h>
+#include <unistd.h>
 
 using namespace virtsnap;
 using namespace virtsnap::qemu;
@@ -539,6 +551,262 @@ void case_failed_start(Tap &tap, Env &env) {
     tap.ok(events.take().empty(), "no lifecycle event for a failed start");
 }
 
+// A domain whose only disk vda is `disk_xml`, running the counter on it.
+std::string counter_domain_xml(const Env &env, const std::string &name, const std::string &disk_xml,
+                               const std::string &serial) {
+    return "<domain type='qemu'>\n"
+           "  <name>" + name + "</name>\n"
+           "  <uuid>7a2b3c4d-5e6f-4a1b-8c2d-3e4f5a6b7c8d</uuid>\n"
+           "  <memory unit='KiB'>262144</memory>\n"
+           "  <vcpu placement='static'>1</vcpu>\n"
+           "  <os>\n"
+           "    <type arch='x86_64' machine='pc'>hvm</type>\n"
+           "    <kernel>" + env.cache + "/vmlinuz</kernel>\n"
+           "    <initrd>" + env.cache + "/initramfs.img</initrd>\n"
+           "    <cmdline>console=ttyS0 quiet vs.counter=/dev/vda vs.counter_ms=5</cmdline>\n"
+           "  </os>\n"
+           "  <features>\n    <acpi/>\n  </features>\n"
+           "  <devices>\n"
+           "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n" + disk_xml +
+           "    <serial type='file'>\n"
+           "      <source path='" + serial + "'/>\n"
+           "      <target type='isa-serial' port='0'/>\n"
+           "    </serial>\n"
+           "    <memballoon model='none'/>\n"
+           "  </devices>\n"
+           "</domain>\n";
+}
+
+std::string qcow2_disk(const std::string &path) {
+    return "    <disk type='file' device='disk'>\n"
+           "      <driver name='qemu' type='qcow2'/>\n"
+           "      <source file='" + path + "'/>\n"
+           "      <target dev='vda' bus='virtio'/>\n"
+           "    </disk>\n";
+}
+
+// The counters the guest printed ("VSCNT <n>"), in order.
+std::vector<long> counters_seen(const std::string &serial) {
+    std::vector<long> out;
+    auto text = file::read(serial, 64 * 1024 * 1024);
+    if (!text) return out;
+    size_t pos = 0;
+    while ((pos = text->find("VSCNT ", pos)) != std::string::npos) {
+        pos += 6;
+        out.push_back(std::strtol(text->c_str() + pos, nullptr, 10));
+    }
+    return out;
+}
+
+// tests/guest/read-counter IMAGE: the last counter round the image holds, or -1.
+long image_counter(const std::string &image) {
+    process::SpawnOptions o;
+    o.argv = {test::source_dir() + "/guest/read-counter", "--format", "qcow2", image};
+    auto r = process::run_capture(o);
+    if (!r || !r->status.success()) return -1;
+    auto at = r->out.find("counter=");
+    return at == std::string::npos ? -1 : std::strtol(r->out.c_str() + at + 8, nullptr, 10);
+}
+
+Result<std::unique_ptr<DomainProcess>> start_probed(const Env &env, const std::string &xml, Events &events) {
+    auto def = TRY(conf::DomainDef::parse_string(xml, 0));
+    def->id = 2;
+    DomainProcess::StartOptions opts;
+    opts.host = probe_host();   // what the daemon uses: real files, probed capabilities
+    return DomainProcess::start(*def, env.paths, opts, events.handler());
+}
+
+// An overlay whose XML has no <backingStore>: the chain is completed from the
+// image (as libvirt does), so the guest sees the base's data. Without that,
+// QEMU would get "backing": null and the guest an empty disk.
+void case_implicit_backing(Tap &tap, Env &env) {
+    std::string base = env.tmp + "/chain-base.qcow2", top = env.tmp + "/chain-top.qcow2";
+    std::string serial1 = env.tmp + "/chain-serial1.log", serial2 = env.tmp + "/chain-serial2.log";
+    if (!tap.ok(process::run(std::vector<std::string>{"qemu-img", "create", "-q", "-f", "qcow2", base, "16M"}).has_value(),
+                "chain: base image created"))
+        return;
+    // 1. The guest writes its counter into the base itself.
+    {
+        Events events;
+        auto started = start_probed(env, counter_domain_xml(env, "vsproc", qcow2_disk(base), serial1), events);
+        if (!tap.ok(started.has_value(), "chain: start on the base", started ? "" : started.error().message())) return;
+        bool wrote = wait_until([&] { auto c = counters_seen(serial1); return !c.empty() && c.back() >= 100; },
+                                seconds(120));
+        tap.ok(wrote, "chain: guest wrote 100 counter rounds into the base");
+        tap.ok((*started)->monitor().caps() && (*started)->monitor().caps()->has_snapshot_jobs(),
+               "chain: the monitor holds the probed capabilities");
+        tap.ok((*started)->destroy().has_value(), "chain: destroy the first guest");
+    }
+    long in_base = image_counter(base);
+    tap.ok(in_base >= 100, "chain: read-counter finds the rounds in the base", std::to_string(in_base));
+
+    // 2. An overlay on it, named in the XML without any <backingStore>.
+    if (!tap.ok(process::run(std::vector<std::string>{"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                                                      base, top})
+                    .has_value(),
+                "chain: overlay created"))
+        return;
+    auto earlier = file::read(env.paths.log_file, 1 << 22);
+    size_t log_start = earlier ? earlier->size() : 0;
+    Events events;
+    auto started = start_probed(env, counter_domain_xml(env, "vsproc", qcow2_disk(top), serial2), events);
+    if (!tap.ok(started.has_value(), "chain: start on the overlay", started ? "" : started.error().message())) return;
+    auto proc = std::move(*started);
+    auto live = proc->live_def();
+    const conf::DomainDisk *vda = live ? live->disk_by_target("vda") : nullptr;
+    tap.ok(vda && vda->src.backing && vda->src.backing->path == base && vda->src.backing->format == "qcow2" &&
+               vda->src.backing->backing_terminated,
+           "chain: the live definition shows the base found in the image");
+    auto graph = proc->block_graph();
+    tap.ok(graph.size() == 1 && graph[0].layers.size() == 2, "chain: QEMU got both layers as nodes");
+    auto full_log = file::read(env.paths.log_file, 1 << 22);
+    std::string cmdline_log = full_log && full_log->size() > log_start ? full_log->substr(log_start) : std::string();
+    // The base was allocated first (libvirt-1), the overlay on top of it.
+    tap.ok(cmdline_log.find("\"filename\":\"" + base + "\",\"node-name\":\"libvirt-1-storage\"") != std::string::npos &&
+               cmdline_log.find("\"file\":\"libvirt-2-storage\",\"backing\":\"libvirt-1-format\"") != std::string::npos,
+           "chain: the command line names the base as the overlay's backing node");
+    // The guest continues from the highest counter on its disk: the base's.
+    bool counted = wait_until([&] { return !counters_seen(serial2).empty(); }, seconds(120));
+    auto seen = counters_seen(serial2);
+    tap.ok(counted && !seen.empty() && seen.front() == in_base + 1, "chain: the guest sees the base's data",
+           seen.empty() ? "no counter printed" : "first counter " + std::to_string(seen.front()) + ", base holds " +
+                                                  std::to_string(in_base));
+    tap.ok(proc->destroy().has_value(), "chain: destroy");
+    tap.eq(image_counter(base), in_base, "chain: the base was not written through the overlay");
+    tap.ok(image_counter(top) > in_base, "chain: the overlay holds the new rounds");
+}
+
+// The image's backing file is gone: libvirt's error, before any QEMU runs.
+void case_implicit_backing_missing(Tap &tap, Env &env) {
+    std::string base = env.tmp + "/gone-base.qcow2", top = env.tmp + "/gone-top.qcow2";
+    bool made = process::run(std::vector<std::string>{"qemu-img", "create", "-q", "-f", "qcow2", base, "16M"}) &&
+                process::run(std::vector<std::string>{"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                                                      base, top}) &&
+                file::remove(base, VIR_FROM_NONE);
+    if (!tap.ok(made, "missing base: overlay created, base removed")) return;
+    auto before = file::read(env.paths.log_file, 1 << 22);
+    Events events;
+    auto started = start_probed(env, counter_domain_xml(env, "vsproc", qcow2_disk(top), env.tmp + "/gone.log"), events);
+    tap.ok(!started, "missing base: start fails");
+    if (started) {
+        (void)(*started)->destroy();
+        return;
+    }
+    const Error &e = started.error();
+    std::string want = "Cannot access backing file '" + base + "' of storage file '" + top + "' (as uid:" +
+                       std::to_string(::geteuid()) + ", gid:" + std::to_string(::getegid()) +
+                       "): No such file or directory";
+    tap.ok(e.code == VIR_ERR_SYSTEM_ERROR && e.domain == VIR_FROM_STORAGE && e.detail == want,
+           "missing base: libvirt's error", e.message());
+    auto after = file::read(env.paths.log_file, 1 << 22);
+    tap.ok(after && after->find("starting up virtsnap", before ? before->size() : 0) == std::string::npos,
+           "missing base: no QEMU was started");
+    tap.ok(runtime_files_gone(env.paths) && events.take().empty(), "missing base: nothing left, no event");
+}
+
+char proc_state(pid_t pid) {
+    auto text = file::read("/proc/" + std::to_string(pid) + "/stat", 64 * 1024);
+    if (!text) return '?';
+    size_t close = text->rfind(')');
+    return close != std::string::npos && close + 2 < text->size() ? (*text)[close + 2] : '?';
+}
+
+// A QEMU that does not act on SIGTERM (stopped with SIGSTOP, so the signal
+// stays pending): a graceful destroy gives up with libvirt's error, a plain
+// one escalates to SIGKILL.
+void case_destroy_escalation(Tap &tap, Env &env) {
+    Events events;
+    auto started = start_domain(env, domain_xml(env, "vsproc"), events);
+    if (!tap.ok(started.has_value(), "escalation: start", started ? "" : started.error().message())) return;
+    auto proc = std::move(*started);
+    pid_t pid = proc->pid();
+    ::kill(pid, SIGSTOP);
+    tap.ok(wait_until([&] { return proc_state(pid) == 'T'; }, seconds(10)), "escalation: QEMU stopped with SIGSTOP");
+    Status graceful = proc->destroy(VIR_DOMAIN_DESTROY_GRACEFUL, milliseconds(500));
+    tap.ok(!graceful && graceful.error().code == VIR_ERR_SYSTEM_ERROR &&
+               graceful.error().detail == "Failed to terminate process " + std::to_string(pid) +
+                                              " with SIGTERM: Device or resource busy",
+           "escalation: graceful destroy fails as libvirt's", graceful ? "" : graceful.error().message());
+    tap.ok(proc->active() && process::pid_alive(pid), "escalation: still running after the graceful attempt");
+    Status s = proc->destroy(0, seconds(1));
+    tap.ok(s.has_value(), "escalation: destroy", s ? "" : s.error().message());
+    auto ev = events.wait(VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_DESTROYED, seconds(1));
+    tap.ok(ev && ev->exit && ev->exit->signal == SIGKILL, "escalation: QEMU ended by SIGKILL",
+           ev && ev->exit ? ev->exit->describe() : "no exit status");
+    auto [state, reason] = proc->state();
+    tap.ok(state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_DESTROYED && !process::pid_alive(pid),
+           "escalation: shutoff/destroyed, QEMU gone");
+    tap.ok(runtime_files_gone(env.paths), "escalation: runtime files removed");
+}
+
+// `qemuprocesstest --start-detached DIR XML`: starts the domain and exits,
+// leaving QEMU to be re-attached by a process that is not its parent.
+int start_detached(const std::string &root, const std::string &xml_path) {
+    auto layout = StateLayout::embedded(root);
+    if (!layout) return 2;
+    auto paths = ProcessPaths::for_domain(*layout, "vsproc");
+    auto xml = file::read(xml_path, 1 << 20);
+    if (!paths || !xml) return 2;
+    auto def = conf::DomainDef::parse_string(*xml, 0);
+    if (!def) return 2;
+    (*def)->id = 3;
+    DomainProcess::StartOptions opts;
+    opts.host.file_exists = [](const std::string &p) { return file::exists(p); };
+    auto started = DomainProcess::start(**def, *paths, opts, nullptr);
+    if (!started) {
+        std::fprintf(stderr, "%s\n", started.error().message().c_str());
+        return 1;
+    }
+    std::printf("%d\n", int((*started)->pid()));
+    return 0;   // dropping the DomainProcess leaves QEMU running
+}
+
+// Crash of a QEMU this process re-attached to but did not start: it is not
+// our child, so it is watched through its pidfd and cannot be reaped.
+void case_reattach_not_child(Tap &tap, Env &env) {
+    std::string xml_path = env.tmp + "/detached.xml";
+    if (!tap.ok(file::write_atomic(xml_path, domain_xml(env, "vsproc"), 0600).has_value(), "not child: XML written"))
+        return;
+    process::SpawnOptions o;
+    o.argv = {"/proc/self/exe", "--start-detached", env.tmp + "/root", xml_path};
+    auto helper = process::run_capture(o, std::chrono::minutes(2));
+    pid_t pid = helper && helper->status.success() ? pid_t(std::atoi(helper->out.c_str())) : 0;
+    if (!tap.ok(pid > 0, "not child: another process started QEMU",
+                helper ? helper->err : helper.error().message()))
+        return;
+    tap.ok(::getppid() != pid && ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD,
+           "not child: QEMU is not our child");
+
+    std::string daemon_log = env.tmp + "/daemon.log";
+    log::configure(2, "", daemon_log);
+    Events events;
+    auto att = DomainProcess::reattach(env.paths, events.handler());
+    if (!tap.ok(att && att->process, "not child: re-attached", att ? "process gone" : att.error().message())) {
+        log::configure_from_env();
+        (void)process::kill_pid(pid, seconds(1));
+        return;
+    }
+    auto proc = std::move(att->process);
+    tap.ok(proc->monitor().caps() && proc->monitor().caps()->has_command("query-status"),
+           "not child: capabilities asked of the running QEMU");
+    ::kill(pid, SIGKILL);
+    auto ev = events.wait(VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_FAILED, seconds(30));
+    tap.ok(ev.has_value(), "not child: kill -9 detected through monitor EOF and pidfd (STOPPED/FAILED)");
+    tap.ok(ev && !ev->exit, "not child: no exit status is made up (waitid cannot reap it)");
+    auto [state, reason] = proc->state();
+    tap.ok(state == VIR_DOMAIN_SHUTOFF && reason == VIR_DOMAIN_SHUTOFF_CRASHED, "not child: reason is crashed");
+    tap.ok(runtime_files_gone(env.paths), "not child: runtime files removed");
+    auto qlog = file::read(env.paths.log_file, 1 << 22);
+    tap.ok(qlog && qlog->rfind("shutting down, reason=crashed") != std::string::npos,
+           "not child: domain log notes the crash as libvirt does");
+    proc.reset();
+    log::configure_from_env();
+    auto dlog = file::read(daemon_log, 1 << 22);
+    std::string said = "QEMU of 'vsproc' (pid " + std::to_string(pid) +
+                       ") ended; its exit status is unknown: it is not a child of this daemon";
+    tap.ok(dlog && dlog->find(said) != std::string::npos, "not child: daemon log says what is known", said);
+}
+
 int integration_tests(Tap &tap) {
     Env env;
     const char *cache_env = std::getenv("VIRTSNAP_GUEST_CACHE");
@@ -580,14 +848,19 @@ int integration_tests(Tap &tap) {
     case_reattach_dead(tap, env);
     case_paused_start(tap, env);
     case_failed_start(tap, env);
+    case_destroy_escalation(tap, env);
+    case_reattach_not_child(tap, env);
+    case_implicit_backing(tap, env);
+    case_implicit_backing_missing(tap, env);
     return tap.finish();
 }
 
 }  // namespace
 
 int main(int argc, char **argv) {
-    Tap tap;
     std::string mode = argc > 1 ? argv[1] : "--unit";
+    if (mode == "--start-detached" && argc == 4) return start_detached(argv[2], argv[3]);
+    Tap tap;
     if (mode == "--integration") return integration_tests(tap);
     unit_tests(tap);
     return tap.finish();

@@ -14,6 +14,8 @@ struct HostCapabilitiesInput {
     std::vector<std::string> machines;         // pc-i440fx-7.2, pc-q35-7.2, ...
     std::vector<std::string> machine_aliases;  // alias per entry of `machines` ("" = none)
     std::vector<unsigned> machine_max_cpus;    // per entry of `machines`
+    // qemu::host_kvm_support(): KVM that runs guests, not merely a /dev/kvm
+    // that opens (on some hosts it opens and guests hang).
     bool kvm_usable = false;
     unsigned cpus = 1;
     unsigned long long memory_kib = 0;

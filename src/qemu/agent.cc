@@ -135,16 +135,40 @@ Status Agent::sync(std::optional<Millis> timeout) {
     return ok();
 }
 
-Result<QValue> Agent::execute(std::string_view command, const QDict &args, std::optional<Millis> timeout) {
+Result<qmpjson::Message> Agent::command(std::string_view command, const QDict &args,
+                                        std::optional<Millis> timeout, bool &sent) {
+    sent = false;
     if (g_main_context_is_owner(context_))
         return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "agent command issued from the agent thread");
     std::lock_guard serial(cmd_mu_);
     TRY(sync(timeout));
     std::string line = qmpjson::build_agent_command(command, args);
     VS_DEBUG("agent send: %s", line.c_str());
-    qmpjson::Message reply = TRY(exchange(std::move(line), Waiting::Reply, 0, timeout.value_or(options_.timeout)));
+    // From here a timeout or EOF is about the command itself, not the sync.
+    sent = true;
+    return exchange(std::move(line), Waiting::Reply, 0, timeout.value_or(options_.timeout));
+}
+
+Result<QValue> Agent::execute(std::string_view command, const QDict &args, std::optional<Millis> timeout) {
+    bool sent;
+    qmpjson::Message reply = TRY(this->command(command, args, timeout, sent));
     if (!reply.ok) return fail(qmpjson::agent_command_error(command, reply));
     return reply.ret;
+}
+
+Status Agent::shutdown(const std::string &mode, std::optional<Millis> timeout) {
+    bool sent;
+    auto reply = command("guest-shutdown", QDict{{"mode", QValue(mode)}}, timeout, sent);
+    if (!reply) {
+        const Error &e = reply.error();
+        bool delivered = sent && e.code == VIR_ERR_AGENT_UNRESPONSIVE &&
+                         (e.detail == "Guest agent not available for now" ||
+                          e.detail == "Guest agent disappeared while executing command");
+        if (delivered) return ok();
+        return fail(std::move(reply).error());
+    }
+    if (!reply->ok) return fail(qmpjson::agent_command_error("guest-shutdown", *reply));
+    return ok();
 }
 
 Status Agent::ping() {

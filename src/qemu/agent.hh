@@ -63,6 +63,12 @@ public:
     [[nodiscard]] Result<int64_t> fsfreeze_thaw();
     // "thawed" or "frozen".
     [[nodiscard]] Result<std::string> fsfreeze_status();
+    // guest-shutdown with mode "powerdown", "reboot" or "halt". qemu-ga ends
+    // the guest without answering, so once the command is out a missing
+    // reply or the channel closing means it was delivered (libvirt then waits
+    // for QEMU's SHUTDOWN event); failing to sync first, or an error reply,
+    // is an error.
+    [[nodiscard]] Status shutdown(const std::string &mode, std::optional<Millis> timeout = std::nullopt);
     // Any command: sync, then the command; returns its "return" member.
     [[nodiscard]] Result<QValue> execute(std::string_view command, const QDict &args = {},
                                          std::optional<Millis> timeout = std::nullopt);
@@ -74,6 +80,10 @@ private:
     void start(UniqueFd fd);
     bool on_line(std::string_view line);
     void on_close();
+    // The sync and the command, under cmd_mu_; `sent` tells whether the sync
+    // succeeded and the command itself was sent.
+    [[nodiscard]] Result<qmpjson::Message> command(std::string_view command, const QDict &args,
+                                                   std::optional<Millis> timeout, bool &sent);
     // Sends one line and waits for the matching reply (caller holds cmd_mu_).
     [[nodiscard]] Result<qmpjson::Message> exchange(std::string line, Waiting what, int64_t sync_id, Millis timeout);
 

@@ -50,6 +50,12 @@ std::string verbatim_name(const conf::VerbatimNode &v) {
     return doc ? std::string(doc->root().name()) : std::string("?");
 }
 
+std::string verbatim_model(const conf::VerbatimNode &v) {
+    if (v.node) return xml::Node(const_cast<xmlNode *>(v.node)).attr("model").value_or("");
+    auto doc = xml::parse(v.xml, "(disk element)", VIR_FROM_QEMU);
+    return doc ? doc->root().attr("model").value_or("") : std::string();
+}
+
 // Disk XML the command line does not express is refused, never dropped.
 Status check_disk_extras(const conf::DomainDisk &disk) {
     std::string where = "disk '" + disk.target_dev + "'";
@@ -62,10 +68,16 @@ Status check_disk_extras(const conf::DomainDisk &disk) {
     for (auto &[k, v] : disk.target_extra_attrs)
         if (k != "tray") return unsupported("target attribute '" + k + "' of " + where + " is not supported");
     for (const conf::StorageSource *s = &disk.src; s; s = s->backing.get())
-        for (auto &x : s->source_extras)
+        for (auto &x : s->source_extras) {
             if (verbatim_name(x) != "seclabel")
                 return unsupported("element '" + verbatim_name(x) + "' in the source of " + where +
                                    " is not supported");
+            // No security driver: only labels that ask for none are honoured
+            // (by doing nothing), as for the domain's own <seclabel>.
+            std::string model = verbatim_model(x);
+            if (!model.empty() && model != "none")
+                return unsupported("Unable to find security driver for model " + model);
+        }
     return ok();
 }
 

@@ -13,10 +13,13 @@
 #include <gio/gio.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,11 +48,9 @@ struct ProbeDir {
     std::string path;
     ProbeDir() {
         GErrorPtr err;
-        GError *raw = nullptr;
-        gchar *p = g_dir_make_tmp("virtsnap-caps-XXXXXX", &raw);
-        err.reset(raw);
-        if (p) path = p;
-        g_free(p);
+        GCharPtr p(g_dir_make_tmp("virtsnap-caps-XXXXXX", out_ptr(err)));
+        if (p) path = p.get();
+        else VS_WARN("cannot create a probe directory: %s", err ? err->message : "unknown error");
     }
     ~ProbeDir() {
         if (path.empty()) return;
@@ -65,41 +66,42 @@ class Child {
 public:
     ~Child() {
         if (proc_) {
-            if (g_subprocess_get_identifier(proc_)) g_subprocess_force_exit(proc_);
-            g_subprocess_wait(proc_, nullptr, nullptr);
-            g_object_unref(proc_);
+            if (g_subprocess_get_identifier(proc_.get())) g_subprocess_force_exit(proc_.get());
+            g_subprocess_wait(proc_.get(), nullptr, nullptr);
         }
     }
     Status spawn(const std::vector<std::string> &args, const std::string &log_path) {
         std::vector<const gchar *> argv;
         for (const auto &a : args) argv.push_back(a.c_str());
         argv.push_back(nullptr);
-        GSubprocessLauncher *launcher = g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_INHERIT);
-        g_subprocess_launcher_set_flags(launcher, G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
-        g_subprocess_launcher_set_stderr_file_path(launcher, log_path.c_str());
-        GError *err = nullptr;
-        proc_ = g_subprocess_launcher_spawnv(launcher, argv.data(), &err);
-        g_object_unref(launcher);
-        if (!proc_) {
-            std::string msg = err ? err->message : "unknown error";
-            if (err) g_error_free(err);
-            return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "Failed to probe QEMU binary: " + msg);
-        }
+        GObjectPtr<GSubprocessLauncher> launcher(g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_INHERIT));
+        g_subprocess_launcher_set_flags(launcher.get(), G_SUBPROCESS_FLAGS_STDOUT_SILENCE);
+        g_subprocess_launcher_set_stderr_file_path(launcher.get(), log_path.c_str());
+        // A probe QEMU has no guest to keep: it must not outlive a prober that
+        // is killed mid-probe (it would wait with -S forever). The probing
+        // thread waits for it, so tying it to that thread is safe.
+        g_subprocess_launcher_set_child_setup(
+            launcher.get(), [](gpointer) { ::prctl(PR_SET_PDEATHSIG, SIGKILL); }, nullptr, nullptr);
+        GErrorPtr err;
+        proc_.reset(g_subprocess_launcher_spawnv(launcher.get(), argv.data(), out_ptr(err)));
+        if (!proc_)
+            return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
+                        std::string("Failed to probe QEMU binary: ") + (err ? err->message : "unknown error"));
         return ok();
     }
     // GLib notices the exit on its worker thread and clears the identifier.
-    bool running() const { return proc_ && g_subprocess_get_identifier(proc_); }
+    bool running() const { return proc_ && g_subprocess_get_identifier(proc_.get()); }
     // Waits for the exit; returns the exit status or -1 (killed by a signal or timeout).
     int wait_exit(std::chrono::milliseconds limit) {
         auto deadline = Clock::now() + limit;
         while (running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         if (running()) return -1;
-        g_subprocess_wait(proc_, nullptr, nullptr);
-        return g_subprocess_get_if_exited(proc_) ? g_subprocess_get_exit_status(proc_) : -1;
+        g_subprocess_wait(proc_.get(), nullptr, nullptr);
+        return g_subprocess_get_if_exited(proc_.get()) ? g_subprocess_get_exit_status(proc_.get()) : -1;
     }
 
 private:
-    GSubprocess *proc_ = nullptr;
+    GObjectPtr<GSubprocess> proc_;
 };
 
 std::string read_log(const std::string &path) {
@@ -156,17 +158,23 @@ Status with_qmp(const std::string &binary, const std::vector<std::string> &extra
     return result;
 }
 
+// What any monitor of the binary tells: version, schema, migration capabilities.
+Status probe_schema(Monitor &mon, QemuCaps &caps) {
+    const QmpGreeting &g = mon.greeting();
+    caps.major = g.major;
+    caps.minor = g.minor;
+    caps.micro = g.micro;
+    caps.package = g.package;
+    QValue schema = TRY(mon.query_qmp_schema());
+    for (auto &n : TRY(qmpjson::parse_schema_names(schema, "command"))) caps.commands.insert(std::move(n));
+    for (auto &n : TRY(qmpjson::parse_schema_names(schema, "event"))) caps.events.insert(std::move(n));
+    for (const auto &c : TRY(mon.query_migrate_capabilities())) caps.migration_capabilities.insert(c.capability);
+    return ok();
+}
+
 Status probe_main(const std::string &binary, const ProbeOptions &options, QemuCaps &caps) {
     return with_qmp(binary, {}, options, [&](Monitor &mon) -> Status {
-        const QmpGreeting &g = mon.greeting();
-        caps.major = g.major;
-        caps.minor = g.minor;
-        caps.micro = g.micro;
-        caps.package = g.package;
-        QValue schema = TRY(mon.query_qmp_schema());
-        for (auto &n : TRY(qmpjson::parse_schema_names(schema, "command"))) caps.commands.insert(std::move(n));
-        for (auto &n : TRY(qmpjson::parse_schema_names(schema, "event"))) caps.events.insert(std::move(n));
-        for (const auto &c : TRY(mon.query_migrate_capabilities())) caps.migration_capabilities.insert(c.capability);
+        TRY(probe_schema(mon, caps));
         caps.machines = TRY(mon.query_machines());
         for (const auto &m : caps.machines)
             if (m.is_default) caps.default_machine = m.name;
@@ -174,43 +182,80 @@ Status probe_main(const std::string &binary, const ProbeOptions &options, QemuCa
     });
 }
 
-// A 64 KiB firmware whose reset vector writes 0x2a to isa-debug-exit at 0xf4:
-// QEMU then exits with status (0x2a << 1) | 1.
+// A 64 KiB firmware that does what every kernel does first - real mode,
+// protected mode, 4-level paging, long mode - and then writes 0x2a to
+// isa-debug-exit at 0xf4: QEMU exits with status (0x2a << 1) | 1. On hosts
+// where /dev/kvm works but guests hang, they hang in these switches (right
+// after the kernel's real-mode setup), so running real-mode code alone is
+// not enough to tell. Mapped at 0xf0000; the reset vector jumps to its start.
 constexpr int kProbeExitStatus = (0x2a << 1) | 1;
 std::string probe_firmware() {
+    static const unsigned char code[] = {
+        // 16-bit, at 0xf0000
+        0xFA,                                      // cli
+        0xB8, 0x00, 0xF0, 0x8E, 0xD8,              // mov ax,0xf000; mov ds,ax
+        0x66, 0x0F, 0x01, 0x16, 0xB0, 0x00,        // lgdt [0xb0]
+        0x0F, 0x20, 0xC0, 0x66, 0x83, 0xC8, 0x01,  // mov eax,cr0; or eax,1
+        0x0F, 0x22, 0xC0,                          // mov cr0,eax
+        0x66, 0xEA, 0x1E, 0x00, 0x0F, 0x00, 0x08, 0x00,  // jmp 0x08:0xf001e
+        // 32-bit, at 0xf001e
+        0x66, 0xB8, 0x10, 0x00,                    // mov ax,0x10
+        0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xD0,        // mov ds/es/ss,ax
+        0xBF, 0x00, 0x10, 0x00, 0x00,              // mov edi,0x1000
+        0x31, 0xC0, 0xB9, 0x00, 0x0C, 0x00, 0x00,  // xor eax,eax; mov ecx,0xc00
+        0xF3, 0xAB,                                // rep stosd (clear 0x1000-0x3fff)
+        0xC7, 0x05, 0x00, 0x10, 0x00, 0x00, 0x03, 0x20, 0x00, 0x00,  // PML4[0] = 0x2003
+        0xC7, 0x05, 0x00, 0x20, 0x00, 0x00, 0x03, 0x30, 0x00, 0x00,  // PDPT[0] = 0x3003
+        0xC7, 0x05, 0x00, 0x30, 0x00, 0x00, 0x83, 0x00, 0x00, 0x00,  // PD[0] = 2 MiB page at 0
+        0x0F, 0x20, 0xE0, 0x83, 0xC8, 0x20, 0x0F, 0x22, 0xE0,        // cr4 |= PAE
+        0xB8, 0x00, 0x10, 0x00, 0x00, 0x0F, 0x22, 0xD8,              // cr3 = 0x1000
+        0xB9, 0x80, 0x00, 0x00, 0xC0, 0x0F, 0x32,                    // rdmsr EFER
+        0x0D, 0x00, 0x01, 0x00, 0x00, 0x0F, 0x30,                    // EFER |= LME; wrmsr
+        0x0F, 0x20, 0xC0, 0x0D, 0x00, 0x00, 0x00, 0x80, 0x0F, 0x22, 0xC0,  // cr0 |= PG
+        0xEA, 0x85, 0x00, 0x0F, 0x00, 0x18, 0x00,  // jmp 0x18:0xf0085
+        // 64-bit, at 0xf0085
+        0xB0, 0x2A, 0xE6, 0xF4,                    // mov al,0x2a; out 0xf4,al
+        0xF4, 0xEB, 0xFD,                          // hlt; jmp back
+        0x90, 0x90, 0x90, 0x90,                    // nop to 0xf0090
+        // GDT at 0xf0090: null, code32, data32, code64
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0xFF, 0xFF, 0x00, 0x00, 0x00, 0x9A, 0xCF, 0x00,
+        0xFF, 0xFF, 0x00, 0x00, 0x00, 0x92, 0xCF, 0x00,
+        0xFF, 0xFF, 0x00, 0x00, 0x00, 0x9A, 0xAF, 0x00,
+        // GDT descriptor at 0xf00b0: limit 31, base 0xf0090
+        0x1F, 0x00, 0x90, 0x00, 0x0F, 0x00,
+    };
+    static_assert(sizeof(code) == 0xB6, "offsets above are absolute");
+    static const unsigned char reset[] = {0xEA, 0x00, 0x00, 0x00, 0xF0};  // jmp 0xf000:0
     std::string fw(65536, '\xf4');  // hlt everywhere else
-    const unsigned char code[] = {0xB0, 0x2A, 0xE6, 0xF4, 0xF4, 0xEB, 0xFD};  // mov al,0x2a; out 0xf4,al; hlt; jmp
-    fw.replace(0xFFF0, sizeof(code), reinterpret_cast<const char *>(code), sizeof(code));
+    fw.replace(0, sizeof(code), reinterpret_cast<const char *>(code), sizeof(code));
+    fw.replace(0xFFF0, sizeof(reset), reinterpret_cast<const char *>(reset), sizeof(reset));
     return fw;
 }
 
-bool kvm_runs_code(const std::string &binary, const ProbeOptions &options) {
+}  // namespace
+
+std::string run_probe_guest(const std::string &binary, const std::string &accel, const ProbeOptions &options) {
     ProbeDir dir;
-    if (dir.path.empty()) return false;
+    if (dir.path.empty()) return "cannot create a directory for the KVM test guest";
     std::string fw = dir.path + "/probe.bin";
-    if (!file::write_atomic(fw, probe_firmware(), 0600)) return false;
+    if (!file::write_atomic(fw, probe_firmware(), 0600)) return "cannot write the KVM test guest's firmware";
     Child child;
     std::vector<std::string> args = {binary, "-no-user-config", "-nodefaults", "-display", "none", "-machine",
-                                     "pc", "-accel", "kvm", "-m", "16", "-bios", fw, "-no-reboot", "-device",
+                                     "pc", "-accel", accel, "-m", "16", "-bios", fw, "-no-reboot", "-device",
                                      "isa-debug-exit,iobase=0xf4,iosize=0x04"};
-    if (!child.spawn(args, dir.path + "/qemu.log")) return false;
+    if (auto st = child.spawn(args, dir.path + "/qemu.log"); !st) return st.error().detail;
     auto limit = std::min(options.timeout, std::chrono::milliseconds(10000));
-    return child.wait_exit(limit) == kProbeExitStatus;
+    int status = child.wait_exit(limit);
+    if (status == kProbeExitStatus) return {};
+    if (child.running())
+        return "a test guest under -accel " + accel + " did not reach long mode within " +
+               std::to_string(limit.count() / 1000) + " s (guests hang under this accelerator on this host)";
+    return "a test guest under -accel " + accel + " did not run to its end (QEMU exit status " +
+           std::to_string(status) + "): " + read_log(dir.path + "/qemu.log");
 }
 
-void probe_kvm(const std::string &binary, const ProbeOptions &options, QemuCaps &caps) {
-    int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    caps.kvm_device_opens = fd >= 0;
-    if (fd >= 0) ::close(fd);
-    if (!caps.kvm_device_opens) return;
-    Status st = with_qmp(binary, {"-accel", "kvm"}, options, [&](Monitor &mon) -> Status {
-        KvmInfo kvm = TRY(mon.query_kvm());
-        caps.kvm_accel_starts = kvm.enabled;
-        return ok();
-    });
-    if (!st) VS_INFO("QEMU %s does not start with KVM: %s", binary.c_str(), st.error().message().c_str());
-    if (caps.kvm_accel_starts) caps.kvm_runs_guest_code = kvm_runs_code(binary, options);
-}
+namespace {
 
 Result<int64_t> binary_mtime(const std::string &binary) {
     struct stat sb;
@@ -220,6 +265,39 @@ Result<int64_t> binary_mtime(const std::string &binary) {
 }
 
 }  // namespace
+
+void probe_kvm(const std::string &binary, const ProbeOptions &options, QemuCaps &caps) {
+    UniqueFd fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+    caps.kvm_device_opens = fd.valid();
+    if (!fd.valid()) {
+        caps.kvm_reason = std::string("cannot open /dev/kvm: ") + std::strerror(errno);
+        return;
+    }
+    fd.reset();
+    Status st = with_qmp(binary, {"-accel", "kvm"}, options, [&](Monitor &mon) -> Status {
+        KvmInfo kvm = TRY(mon.query_kvm());
+        caps.kvm_accel_starts = kvm.enabled;
+        return ok();
+    });
+    if (!st) {
+        VS_INFO("QEMU %s does not start with KVM: %s", binary.c_str(), st.error().message().c_str());
+        caps.kvm_reason = "QEMU does not start with -accel kvm: " + st.error().detail;
+        return;
+    }
+    if (!caps.kvm_accel_starts) {
+        caps.kvm_reason = "QEMU started with -accel kvm reports KVM disabled";
+        return;
+    }
+    caps.kvm_reason = run_probe_guest(binary, "kvm", options);
+    caps.kvm_runs_guest_code = caps.kvm_reason.empty();
+}
+
+Result<QemuCaps> probe_running(Monitor &monitor, const std::string &binary) {
+    QemuCaps caps;
+    caps.binary = binary;
+    TRY(probe_schema(monitor, caps));
+    return caps;
+}
 
 Result<QemuCaps> probe_qemu(const std::string &binary, const ProbeOptions &options) {
     QemuCaps caps;

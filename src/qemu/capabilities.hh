@@ -9,9 +9,11 @@
 // KVM is three separate facts, because on some hosts /dev/kvm opens and QEMU
 // starts with -accel kvm, yet guests hang: kvm_device_opens, kvm_accel_starts
 // (QEMU with -accel kvm reports KVM enabled) and kvm_runs_guest_code (a 64 KiB
-// firmware that only writes to isa-debug-exit made QEMU exit under KVM).
-// The last is real-mode code only: it is necessary, not sufficient, for real
-// guests, so the daemon keeps TCG unless configured otherwise.
+// firmware that goes from real mode through protected mode and paging to long
+// mode, as every kernel does, and then writes to isa-debug-exit, made QEMU
+// exit under KVM). That is necessary, not sufficient, for real guests; it is
+// where guests hang on the hosts this was written on (after the kernel's
+// real-mode setup), and host_probe.hh refuses type='kvm' without it.
 #pragma once
 
 #include "qemu/monitor_types.hh"
@@ -26,6 +28,8 @@
 #include <vector>
 
 namespace virtsnap::qemu {
+
+class Monitor;
 
 struct QemuCaps {
     std::string binary;
@@ -45,6 +49,7 @@ struct QemuCaps {
     bool kvm_device_opens = false;
     bool kvm_accel_starts = false;
     bool kvm_runs_guest_code = false;
+    std::string kvm_reason;   // why KVM does not run guests, when probed and it does not
 
     bool has_command(const std::string &name) const { return commands.count(name) != 0; }
     bool has_event(const std::string &name) const { return events.count(name) != 0; }
@@ -66,7 +71,22 @@ struct ProbeOptions {
 // Runs `binary` and probes it (two or three short QEMU runs with probe_kvm).
 [[nodiscard]] Result<QemuCaps> probe_qemu(const std::string &binary, const ProbeOptions &options = {});
 
-// Probe results per binary path, reused while the binary's mtime is unchanged.
+// Only the KVM facts (and kvm_reason) of `binary`: at most two short QEMU
+// runs, the second bounded by min(options.timeout, 10 s) when guests hang.
+void probe_kvm(const std::string &binary, const ProbeOptions &options, QemuCaps &caps);
+
+// Runs the test guest kvm_runs_guest_code is about under `accel` ("kvm";
+// "tcg" checks the test guest itself): empty when it reached long mode and
+// exited within min(options.timeout, 10 s), else why not.
+std::string run_probe_guest(const std::string &binary, const std::string &accel, const ProbeOptions &options = {});
+
+// Commands, events and migration capabilities of an already running QEMU,
+// over its monitor: what a re-attached process can do, even if its binary
+// has been replaced since it started.
+[[nodiscard]] Result<QemuCaps> probe_running(Monitor &monitor, const std::string &binary);
+
+// Probe results per binary path, reused while the binary's mtime is unchanged
+// (a daemon keeps one for its whole run: host_probe.hh).
 class QemuCapsCache {
 public:
     explicit QemuCapsCache(ProbeOptions options = {}) : options_(options) {}

@@ -81,6 +81,8 @@ private:
     bool exists(const std::string &p) const { return host_.file_exists ? host_.file_exists(p) : false; }
 
     Status check_top_level();
+    Status power_management(const xml::Node &pm);
+    Status security_label(const xml::Node &seclabel);
     Status machine_and_accel();
     Status cpu();
     Status features(bool &acpi, std::string &machine_extra);
@@ -102,6 +104,7 @@ private:
     std::string pflash_machine_;
     std::vector<std::string> boot_order_;
     std::vector<std::string> clock_args_;
+    std::optional<bool> disable_s3_, disable_s4_;   // <pm>: only what the XML states
     std::string machine_hpet_;
 };
 
@@ -111,11 +114,21 @@ Status Builder::check_top_level() {
     if (def_.os.type != "hvm") return unsupported("os type '" + def_.os.type + "' is not supported");
     if (!def_.os.arch.empty() && def_.os.arch != "x86_64")
         return unsupported("architecture '" + def_.os.arch + "' is not supported");
-    static const std::set<std::string> harmless = {"resource", "seclabel", "pm", "on_lockfailure", "keywrap"};
+    // <resource> (cgroup partition) and <on_lockfailure> (no lock manager)
+    // change nothing QEMU is asked to do.
+    static const std::set<std::string> harmless = {"resource", "on_lockfailure"};
     for (auto &x : def_.extras) {
         auto e = TRY(parse_element(x.xml));
         std::string name(e.root().name());
-        if (!harmless.count(name)) return unsupported("element '" + name + "' is not supported");
+        if (name == "pm") {
+            TRY(power_management(e.root()));
+        } else if (name == "seclabel") {
+            TRY(security_label(e.root()));
+        } else if (!harmless.count(name)) {
+            // Includes <keywrap>: s390 CPACF key wrapping has no x86 equivalent, and
+            // QEMU refuses libvirt's aes-key-wrap/dea-key-wrap machine options here.
+            return unsupported("element '" + name + "' is not supported");
+        }
     }
     for (auto &x : def_.device_extras) {
         auto e = TRY(parse_element(x.xml));
@@ -127,15 +140,47 @@ Status Builder::check_top_level() {
     return ok();
 }
 
+// libvirt's qemuBuildPMCommandLine: S3/S4 are properties of the machine's
+// power-management device, PIIX4_PM on pc and ICH9-LPC on q35; only what the
+// XML states is passed, so QEMU's defaults apply otherwise.
+Status Builder::power_management(const xml::Node &pm) {
+    TRY(only_children(pm, {"suspend-to-mem", "suspend-to-disk"}, "pm"));
+    for (auto &state : pm.children()) {
+        auto enabled = state.attr("enabled");
+        if (!enabled) continue;
+        if (*enabled != "yes" && *enabled != "no")
+            return fail(VIR_ERR_XML_ERROR, VIR_FROM_DOMAIN,
+                        "Invalid value for attribute 'enabled' in element '" + std::string(state.name()) + "': '" +
+                            *enabled + "'.");
+        (state.name() == "suspend-to-mem" ? disable_s3_ : disable_s4_) = *enabled == "no";
+    }
+    return ok();
+}
+
+// There is no security driver (virsh sees model "none"): a label that asks
+// for none, or leaves the model to the host, is honoured by doing nothing;
+// one that names a real model (selinux, apparmor, dac) would run the guest
+// unconfined, so it is refused as libvirt refuses a model it has not loaded.
+Status Builder::security_label(const xml::Node &seclabel) {
+    std::string model = attr_or(seclabel, "model");
+    if (!model.empty() && model != "none")
+        return unsupported("Unable to find security driver for model " + model);
+    return ok();
+}
+
 Status Builder::machine_and_accel() {
     const std::string &m = def_.os.machine.empty() ? std::string("pc") : def_.os.machine;
     bool pc = m == "pc" || m.rfind("pc-i440fx-", 0) == 0;
     q35_ = m == "q35" || m.rfind("pc-q35-", 0) == 0;
     if (!pc && !q35_) return unsupported("machine type '" + m + "' is not supported");
-    if (def_.type == "kvm" && !host_.kvm_usable)
-        return unsupported("KVM is not available on this host" +
-                           (host_.kvm_reason.empty() ? std::string() : ": " + host_.kvm_reason) +
-                           "; use <domain type='qemu'> for TCG");
+    if (def_.type == "kvm") {
+        // libvirt's wording for an emulator without the virt type, with the
+        // reason, since on some hosts /dev/kvm opens but guests hang.
+        KvmSupport kvm = host_.kvm_support(emulator_binary(def_));
+        if (!kvm.usable)
+            return unsupported("Emulator '" + emulator_binary(def_) + "' does not support virt type 'kvm'" +
+                               (kvm.reason.empty() ? std::string() : ": " + kvm.reason));
+    }
     bool acpi = false;
     std::string machine_extra;
     TRY(features(acpi, machine_extra));
@@ -481,7 +526,7 @@ Status Builder::graphics_and_video(std::vector<xml::Node> &graphics, std::vector
 
 Result<CommandLine> Builder::build() {
     TRY(check_top_level());
-    add({def_.emulator.empty() ? std::string("/usr/bin/qemu-system-x86_64") : def_.emulator});
+    add({emulator_binary(def_)});
     add({"-name", "guest=" + escape_commas(def_.name) + ",debug-threads=on"});
     if (opts_.paused) add({"-S"});
     // Firmware nodes come before -machine, which names them.
@@ -505,6 +550,9 @@ Result<CommandLine> Builder::build() {
     // decides (on_poweroff, fake reboot) instead of QEMU vanishing.
     add({"-no-shutdown"});
     if (def_.on_reboot == "destroy") add({"-no-reboot"});
+    std::string pm_device = q35_ ? "ICH9-LPC" : "PIIX4_PM";
+    if (disable_s3_) add({"-global", pm_device + ".disable_s3=" + (*disable_s3_ ? "1" : "0")});
+    if (disable_s4_) add({"-global", pm_device + ".disable_s4=" + (*disable_s4_ ? "1" : "0")});
     TRY(kernel());
     TRY(controllers_and_disks());
     TRY(devices());
@@ -516,6 +564,10 @@ Result<CommandLine> Builder::build() {
 }
 
 }  // namespace
+
+std::string emulator_binary(const conf::DomainDef &def) {
+    return def.emulator.empty() ? std::string("/usr/bin/qemu-system-x86_64") : def.emulator;
+}
 
 Result<CommandLine> build_command_line(const conf::DomainDef &def, const RuntimePaths &paths,
                                        const CommandLineOptions &opts, const HostProbe &host,

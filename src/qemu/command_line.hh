@@ -12,16 +12,36 @@
 #include "util/result.hh"
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace virtsnap::qemu {
 
+struct QemuCaps;
+
+// Whether KVM runs guests with an emulator binary, and why not.
+struct KvmSupport {
+    bool usable = false;
+    std::string reason;   // for the error message when not usable
+};
+
 struct HostProbe {
+    // Fixed answer for every binary (golden tests), used when `kvm` is unset.
     bool kvm_usable = false;
-    std::string kvm_reason;   // why not, for the error message
+    std::string kvm_reason;
+    // The real check (host_probe.cc): asked only for <domain type='kvm'>,
+    // because finding out runs QEMU and takes seconds on a host where KVM hangs.
+    std::function<KvmSupport(const std::string &binary)> kvm;
+    // The probed capabilities of a binary (host_probe.cc: probed once per
+    // binary and mtime); unset in tests that drive QEMU without probing.
+    std::function<Result<std::shared_ptr<const QemuCaps>>(const std::string &binary)> caps;
     // Whether a firmware/nvram file exists (tests pass a fake).
     std::function<bool(const std::string &)> file_exists;
+
+    KvmSupport kvm_support(const std::string &binary) const {
+        return kvm ? kvm(binary) : KvmSupport{kvm_usable, kvm_reason};
+    }
 };
 
 struct RuntimePaths {
@@ -33,7 +53,7 @@ struct RuntimePaths {
 };
 
 struct CommandLineOptions {
-    bool paused = true;           // -S: the lifecycle resumes after setup
+    bool paused = true;           // -S (DomainProcess always asks for it and resumes after setup)
     bool incoming_defer = false;  // -incoming defer (restore / migration)
     int vnc_display = 0;          // display for autoport VNC (port 5900 + N)
 };
@@ -44,6 +64,9 @@ struct CommandLine {
     std::vector<DiskBlockGraph> disks;
     unsigned next_node_index = 1;
 };
+
+// The binary a definition runs: its <emulator>, else Debian's QEMU.
+std::string emulator_binary(const conf::DomainDef &def);
 
 // `alloc` carries node indexes already used by this domain (status XML).
 [[nodiscard]] Result<CommandLine> build_command_line(const conf::DomainDef &def, const RuntimePaths &paths,

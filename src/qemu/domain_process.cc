@@ -4,6 +4,8 @@
 #include "qemu/domain_process.hh"
 
 #include "qemu/agent.hh"
+#include "qemu/capabilities.hh"
+#include "qemu/qemu_img.hh"
 #include "util/file.hh"
 #include "util/log.hh"
 #include "util/xml_doc.hh"
@@ -226,25 +228,35 @@ Status DomainProcess::launch(const conf::DomainDef &def, const StartOptions &opt
     // Leftovers of an earlier run would make QEMU's bind fail or fool our wait.
     remove_runtime_files();
 
+    // As libvirt (qemuDomainDetermineDiskChain) before any start, restore or
+    // revert: a chain the XML leaves open is completed from the images, so
+    // every layer is an explicit node and an overlay never loses its base.
+    // The live definition shows the chain found.
+    auto live = std::make_shared<conf::DomainDef>(def);
+    TRY(qemu_img::complete_backing_chains(*live));
+    // What this binary can do, probed once per binary and mtime: the monitor
+    // refuses optional features the binary lacks before asking QEMU.
+    std::shared_ptr<const QemuCaps> caps;
+    if (options.host.caps) caps = TRY(options.host.caps(emulator_binary(*live)));
+
     CommandLineOptions clo;
     clo.paused = true;   // -S always: nothing runs before we have looked at it
     clo.incoming_defer = !options.incoming_uri.empty() || options.incoming_fd >= 0;
     NodeIndexAllocator alloc = options.alloc;
-    CommandLine cmd = TRY(build_command_line(def, paths_.runtime(), clo, options.host, alloc));
+    CommandLine cmd = TRY(build_command_line(*live, paths_.runtime(), clo, options.host, alloc));
     if (std::find(cmd.argv.begin(), cmd.argv.end(), "-S") == cmd.argv.end())
         return fail(VIR_ERR_INTERNAL_ERROR, kDomain, "QEMU command line lacks -S");
 
     {
         std::lock_guard lk(mu_);
-        auto live = std::make_shared<conf::DomainDef>(def);
-        def_ = std::move(live);
+        def_ = live;
         no_shutdown_ = std::find(cmd.argv.begin(), cmd.argv.end(), "-no-shutdown") != cmd.argv.end();
-        agent_path_ = agent_socket_of(def, paths_.agent_socket);
+        agent_path_ = agent_socket_of(*live, paths_.agent_socket);
         next_node_index_ = cmd.next_node_index;
         disks_.clear();
-        for (size_t i = 0; i < cmd.disks.size() && i < def.disks.size(); ++i) {
+        for (size_t i = 0; i < cmd.disks.size() && i < live->disks.size(); ++i) {
             DiskNodeNames d;
-            d.target = def.disks[i].target_dev;
+            d.target = live->disks[i].target_dev;
             for (const auto &layer : cmd.disks[i].layers)
                 d.layers.push_back({layer.index, layer.storage_name(), layer.format_name()});
             disks_.push_back(std::move(d));
@@ -287,6 +299,7 @@ Status DomainProcess::launch(const conf::DomainDef &def, const StartOptions &opt
     VS_INFO("started QEMU for '%s', pid %d", paths_.domain.c_str(), int(pid_));
 
     TRY(connect_monitor(options.monitor_timeout, true));
+    monitor_->set_caps(std::move(caps));
     subscribe_events();
     TRY(learn_block_nodes(true));
     connect_agent();
@@ -413,16 +426,7 @@ void DomainProcess::connect_agent() {
 
 Status DomainProcess::agent_shutdown(const char *mode) {
     if (!agent_) return fail(Agent::not_configured_error());
-    auto r = agent_->execute("guest-shutdown", QDict{{"mode", mode}});
-    if (r) return ok();
-    // qemu-ga powers the guest off without answering guest-shutdown (libvirt
-    // waits for the SHUTDOWN event instead): a command that timed out, or
-    // whose channel closed as the guest went down, was delivered.
-    if (r.error().code == VIR_ERR_AGENT_UNRESPONSIVE &&
-        (r.error().detail == "Guest agent not available for now" ||
-         r.error().detail == "Guest agent disappeared while executing command"))
-        return ok();
-    return fail(std::move(r).error());
+    return agent_->shutdown(mode);
 }
 
 Status DomainProcess::run_incoming(const StartOptions &options) {
@@ -541,6 +545,13 @@ Result<DomainProcess::Reattached> DomainProcess::reattach(const ProcessPaths &pa
     }
 
     self->subscribe_events();
+    // The running QEMU may predate an upgrade of its binary: ask it, not the
+    // cache of the binary on disk.
+    if (auto caps = probe_running(*self->monitor_, st.def ? emulator_binary(*st.def) : std::string()))
+        self->monitor_->set_caps(std::make_shared<const QemuCaps>(std::move(caps).value()));
+    else
+        VS_WARN("domain '%s': cannot probe the running QEMU: %s", paths.domain.c_str(),
+                caps.error().message().c_str());
     StatusInfo qs;
     if (auto r = self->monitor_->query_status()) {
         qs = *r;
@@ -695,8 +706,7 @@ Status DomainProcess::reboot(unsigned flags) {
 
 Status DomainProcess::reset() {
     if (!active()) return not_running();
-    TRY(monitor_->execute("system_reset"));
-    return ok();
+    return monitor_->system_reset();
 }
 
 Status DomainProcess::destroy(unsigned flags, milliseconds grace) {
@@ -957,8 +967,8 @@ void DomainProcess::handle_exit() {
 void DomainProcess::fake_reboot_reset() {
     if (closing_ || !active()) return;
     Status s = ok();
-    if (auto r = monitor_->execute("system_reset"); !r) s = fail(std::move(r).error());
-    else s = monitor_->cont();
+    s = monitor_->system_reset();
+    if (s) s = monitor_->cont();
     std::lock_guard lk(mu_);
     fake_reboot_ = false;
     paused_shutdown_ = false;
@@ -1012,7 +1022,13 @@ bool DomainProcess::wait_exit(milliseconds timeout) {
 
 void DomainProcess::finish_stop(int shutoff_reason, int stopped_detail) {
     log_line("shutting down, reason=" + shutoff_reason_name(shutoff_reason));
-    if (exit_status_) VS_INFO("QEMU of '%s' ended: %s", paths_.domain.c_str(), exit_status_->describe().c_str());
+    if (exit_status_)
+        VS_INFO("QEMU of '%s' (pid %d) ended: %s", paths_.domain.c_str(), int(pid_), exit_status_->describe().c_str());
+    else
+        // A QEMU found again after a daemon restart is not our child: waitid
+        // cannot reap it, so how it ended is not known (its parent reaps it).
+        VS_INFO("QEMU of '%s' (pid %d) ended; its exit status is unknown%s", paths_.domain.c_str(), int(pid_),
+                is_child_ ? "" : ": it is not a child of this daemon");
     remove_runtime_files();
     DomainEvent ev;
     {

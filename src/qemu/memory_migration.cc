@@ -140,8 +140,7 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
 
     std::optional<int64_t> old_bandwidth;
     if (options.unlimited_bandwidth) {
-        auto params = TRY(monitor.execute("query-migrate-parameters"));
-        if (const QValue *bw = params.get("max-bandwidth")) old_bandwidth = bw->integer();
+        old_bandwidth = TRY(monitor.query_migrate_parameters()).max_bandwidth;
     }
 
     // Undo in reverse order of the changes, keeping the first error.

@@ -4,6 +4,7 @@
 // JSON stays in monitor_json.cc; this file moves QValues and typed structs.
 
 #include "qemu/monitor.hh"
+#include "qemu/capabilities.hh"
 #include "qemu/event_thread.hh"
 #include "qemu/monitor_json.hh"
 #include "qemu/qmp_channel.hh"
@@ -85,6 +86,23 @@ Monitor::~Monitor() {
 bool Monitor::closed() const {
     std::lock_guard lock(mu_);
     return closed_;
+}
+
+void Monitor::set_caps(std::shared_ptr<const QemuCaps> caps) {
+    std::lock_guard lock(mu_);
+    caps_ = std::move(caps);
+}
+
+std::shared_ptr<const QemuCaps> Monitor::caps() const {
+    std::lock_guard lock(mu_);
+    return caps_;
+}
+
+Status Monitor::require_command(std::string_view command) const {
+    auto c = caps();
+    if (!c || c->has_command(std::string(command))) return ok();
+    return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
+                "QEMU binary '" + c->binary + "' does not support the '" + std::string(command) + "' command");
 }
 
 Error Monitor::eof_error() const {
@@ -261,6 +279,7 @@ Status Monitor::qmp_capabilities() { return done(execute("qmp_capabilities")); }
 Status Monitor::stop() { return done(execute("stop")); }
 Status Monitor::cont() { return done(execute("cont")); }
 Status Monitor::system_powerdown() { return done(execute("system_powerdown")); }
+Status Monitor::system_reset() { return done(execute("system_reset")); }
 Status Monitor::quit() { return done(execute("quit")); }
 
 Result<StatusInfo> Monitor::query_status() {
@@ -290,6 +309,13 @@ Status Monitor::blockdev_create(const std::string &job_id, const QDict &options)
 
 Status Monitor::transaction(const Transaction &actions) {
     return done(execute("transaction", QDict{{"actions", QValue(actions.actions())}}));
+}
+
+Status Monitor::blockdev_reopen(const std::vector<QDict> &nodes) {
+    TRY(require_command("blockdev-reopen"));
+    QList list;
+    for (const auto &n : nodes) list.emplace_back(n);
+    return done(execute("blockdev-reopen", QDict{{"options", QValue(std::move(list))}}));
 }
 
 namespace {
@@ -361,14 +387,17 @@ Result<std::vector<JobInfo>> Monitor::query_jobs() {
 }
 
 Status Monitor::snapshot_save(const SnapshotJobArgs &args) {
+    TRY(require_command("snapshot-save"));
     return done(execute("snapshot-save", qmpjson::args_snapshot_job(args, true)));
 }
 
 Status Monitor::snapshot_load(const SnapshotJobArgs &args) {
+    TRY(require_command("snapshot-load"));
     return done(execute("snapshot-load", qmpjson::args_snapshot_job(args, true)));
 }
 
 Status Monitor::snapshot_delete(const SnapshotJobArgs &args) {
+    TRY(require_command("snapshot-delete"));
     return done(execute("snapshot-delete", qmpjson::args_snapshot_job(args, false)));
 }
 
@@ -392,6 +421,11 @@ Status Monitor::migrate_incoming(const std::string &uri) {
 }
 
 Status Monitor::migrate_set_capabilities(const std::vector<MigrationCapability> &caps) {
+    if (auto probed = this->caps())
+        for (const auto &c : caps)
+            if (!probed->has_migration_capability(c.capability))
+                return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
+                            "QEMU does not support migration capability '" + c.capability + "'");
     QList list;
     for (const auto &c : caps)
         list.emplace_back(QDict{{"capability", QValue(c.capability)}, {"state", QValue(c.state)}});
@@ -400,6 +434,11 @@ Status Monitor::migrate_set_capabilities(const std::vector<MigrationCapability> 
 
 Status Monitor::migrate_set_parameters(const QDict &params) {
     return done(execute("migrate-set-parameters", params));
+}
+
+Result<MigrationParameters> Monitor::query_migrate_parameters() {
+    QValue r = TRY(execute("query-migrate-parameters"));
+    return qmpjson::parse_migration_parameters(r);
 }
 
 Result<MigrationInfo> Monitor::query_migrate() {
@@ -438,14 +477,33 @@ Status Monitor::nbd_server_start(const NbdServerAddress &addr) {
     return done(execute("nbd-server-start", qmpjson::args_nbd_server_start(addr)));
 }
 
+namespace {
+bool has_block_export(const std::shared_ptr<const QemuCaps> &caps) {
+    return caps && caps->has_command("block-export-add") && caps->has_command("block-export-del");
+}
+std::string nbd_export_id(const std::string &export_name) { return "libvirt-nbd-" + export_name; }
+}  // namespace
+
 Status Monitor::nbd_server_add(const std::string &node, const std::string &export_name, bool writable,
                                std::optional<std::string> bitmap) {
+    if (has_block_export(caps())) {
+        // Member order as libvirt's qemuBlockExportGetNBDProps.
+        QDict args{{"type", QValue("nbd")},
+                   {"id", QValue(nbd_export_id(export_name))},
+                   {"node-name", QValue(node)},
+                   {"writable", QValue(writable)},
+                   {"name", QValue(export_name)}};
+        if (bitmap) args.emplace_back("bitmaps", QValue(QList{QValue(*bitmap)}));
+        return done(execute("block-export-add", args));
+    }
     QDict args{{"device", QValue(node)}, {"name", QValue(export_name)}, {"writable", QValue(writable)}};
     if (bitmap) args.emplace_back("bitmap", QValue(*bitmap));
     return done(execute("nbd-server-add", args));
 }
 
 Status Monitor::nbd_server_remove(const std::string &export_name) {
+    if (has_block_export(caps()))
+        return done(execute("block-export-del", QDict{{"id", QValue(nbd_export_id(export_name))}}));
     return done(execute("nbd-server-remove", QDict{{"name", QValue(export_name)}}));
 }
 

@@ -15,6 +15,14 @@
 //
 // Re-attach after a daemon restart is connect() on the same socket: QEMU greets
 // every new connection, and qmp_capabilities is negotiated again.
+//
+// Capabilities. Once set_caps() gave it the probed capabilities of its QEMU,
+// the calls for optional features check them before sending anything: a
+// command the schema lacks (snapshot-save/load/delete, blockdev-reopen) or a
+// migration capability QEMU does not know is VIR_ERR_OPERATION_UNSUPPORTED at
+// once, and NBD exports use block-export-add/del where the schema has them
+// (nbd-server-add/remove are deprecated since QEMU 5.2). Without caps (tests,
+// the prober itself) every command is sent and QEMU decides.
 #pragma once
 
 #include "qemu/monitor_types.hh"
@@ -41,6 +49,7 @@ namespace virtsnap::qemu {
 class EventThread;
 class QmpChannel;
 class JobWatch;
+struct QemuCaps;
 
 namespace qmpjson { struct Message; }
 
@@ -67,6 +76,14 @@ public:
     Monitor &operator=(const Monitor &) = delete;
 
     const QmpGreeting &greeting() const { return greeting_; }
+
+    // The probed capabilities of this QEMU (null: unknown, nothing is gated).
+    void set_caps(std::shared_ptr<const QemuCaps> caps);
+    std::shared_ptr<const QemuCaps> caps() const;
+    // OPERATION_UNSUPPORTED when the probed schema lacks `command`; ok when
+    // it has it or nothing was probed. For callers that must decide before
+    // they change anything (a snapshot that would pause the guest first).
+    [[nodiscard]] Status require_command(std::string_view command) const;
     // True after EOF or an I/O error.
     bool closed() const;
 
@@ -94,6 +111,7 @@ public:
     [[nodiscard]] Status stop();
     [[nodiscard]] Status cont();
     [[nodiscard]] Status system_powerdown();
+    [[nodiscard]] Status system_reset();
     [[nodiscard]] Status quit();
     [[nodiscard]] Result<StatusInfo> query_status();
     [[nodiscard]] Result<std::vector<BlockInfo>> query_block();
@@ -105,6 +123,8 @@ public:
     // blockdev-create starts job `job_id`; see JobWatch and finish_job().
     [[nodiscard]] Status blockdev_create(const std::string &job_id, const QDict &options);
     [[nodiscard]] Status transaction(const Transaction &actions);
+    // blockdev-reopen (QEMU >= 6.1): each entry is a node's full new options.
+    [[nodiscard]] Status blockdev_reopen(const std::vector<QDict> &nodes);
 
     [[nodiscard]] Status block_dirty_bitmap_add(const std::string &node, const std::string &name, bool persistent,
                                                 bool disabled = false,
@@ -125,7 +145,7 @@ public:
     [[nodiscard]] Status job_finalize(const std::string &id);
     [[nodiscard]] Result<std::vector<JobInfo>> query_jobs();
 
-    // snapshot-save/load/delete (QEMU >= 6.0): each starts a job.
+    // snapshot-save/load/delete (QEMU >= 6.0): each starts a job; gated on the schema.
     [[nodiscard]] Status snapshot_save(const SnapshotJobArgs &args);
     [[nodiscard]] Status snapshot_load(const SnapshotJobArgs &args);
     [[nodiscard]] Status snapshot_delete(const SnapshotJobArgs &args);
@@ -135,8 +155,10 @@ public:
     // getfd over SCM_RIGHTS as "migrate", then migrate to "fd:migrate".
     [[nodiscard]] Status migrate_to_fd(int fd);
     [[nodiscard]] Status migrate_incoming(const std::string &uri);
+    // Gated on the probed migration capabilities.
     [[nodiscard]] Status migrate_set_capabilities(const std::vector<MigrationCapability> &caps);
     [[nodiscard]] Status migrate_set_parameters(const QDict &params);
+    [[nodiscard]] Result<MigrationParameters> query_migrate_parameters();
     [[nodiscard]] Result<MigrationInfo> query_migrate();
     [[nodiscard]] Result<std::vector<MigrationCapability>> query_migrate_capabilities();
     [[nodiscard]] Status migrate_cancel();
@@ -148,7 +170,10 @@ public:
                                            std::optional<std::string> opaque = std::nullopt);
     [[nodiscard]] Status remove_fd(int64_t fdset_id, std::optional<int64_t> fd = std::nullopt);
 
-    // NBD export (nbd-server-* and block-export-add for the export itself).
+    // NBD: nbd-server-start/stop for the server; an export is added with
+    // block-export-add (id "libvirt-nbd-<export name>") and removed with
+    // block-export-del when the probed schema has them, else with the
+    // deprecated nbd-server-add/remove.
     [[nodiscard]] Status nbd_server_start(const NbdServerAddress &addr);
     [[nodiscard]] Status nbd_server_add(const std::string &node, const std::string &export_name, bool writable,
                                         std::optional<std::string> bitmap = std::nullopt);
@@ -190,6 +215,7 @@ private:
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
+    std::shared_ptr<const QemuCaps> caps_;
     bool got_greeting_ = false;
     bool closed_ = false;
     std::optional<Error> close_error_;

@@ -414,6 +414,15 @@ Result<std::vector<MigrationCapability>> parse_migration_capabilities(const QVal
     return out;
 }
 
+Result<MigrationParameters> parse_migration_parameters(const QValue &ret) {
+    if (!ret.dict()) return fail(unexpected_type_error("query-migrate-parameters"));
+    MigrationParameters p;
+    p.max_bandwidth = opt_int(ret, "max-bandwidth");
+    p.downtime_limit = opt_int(ret, "downtime-limit");
+    p.multifd_channels = opt_int(ret, "multifd-channels");
+    return p;
+}
+
 Result<AddFdInfo> parse_add_fd(const QValue &ret) {
     auto set = ret.dict() ? opt_int(ret, "fdset-id") : std::nullopt;
     auto fd = ret.dict() ? opt_int(ret, "fd") : std::nullopt;

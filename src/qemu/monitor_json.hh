@@ -47,6 +47,7 @@ Error unexpected_type_error(std::string_view command);
 [[nodiscard]] Result<std::vector<JobInfo>> parse_jobs(const QValue &ret);
 [[nodiscard]] Result<MigrationInfo> parse_migration_info(const QValue &ret);
 [[nodiscard]] Result<std::vector<MigrationCapability>> parse_migration_capabilities(const QValue &ret);
+[[nodiscard]] Result<MigrationParameters> parse_migration_parameters(const QValue &ret);
 [[nodiscard]] Result<AddFdInfo> parse_add_fd(const QValue &ret);
 [[nodiscard]] Result<std::vector<MachineInfo>> parse_machines(const QValue &ret);
 [[nodiscard]] Result<KvmInfo> parse_kvm(const QValue &ret);

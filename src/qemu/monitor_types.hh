@@ -109,6 +109,13 @@ struct MigrationCapability {
     bool state = false;
 };
 
+// query-migrate-parameters: the members virtsnap changes and puts back.
+struct MigrationParameters {
+    std::optional<int64_t> max_bandwidth;     // bytes/s
+    std::optional<int64_t> downtime_limit;    // ms
+    std::optional<int64_t> multifd_channels;
+};
+
 // add-fd
 struct AddFdInfo {
     int64_t fdset_id = 0;

@@ -7,6 +7,11 @@
 #include "util/log.hh"
 #include "util/process.hh"
 
+#include <cerrno>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
 namespace virtsnap::qemu::qemu_img {
 
 namespace {
@@ -184,28 +189,83 @@ Status rebase(const std::string &path, const std::string &backing, const std::st
     return ok();
 }
 
+namespace {
+
+using Type = conf::StorageSource::Type;
+
+std::string as_user() {
+    return " (as uid:" + std::to_string(::geteuid()) + ", gid:" + std::to_string(::getegid()) + ")";
+}
+
+// libvirt's virStorageSourceReportBrokenChain, for a chain qemu-img could not
+// open: walks it one image at a time (info without --backing-chain opens no
+// backing file) to name the image that cannot be read. Anything else keeps
+// qemu-img's own error.
+Error broken_chain_error(const conf::StorageSource &top, Error qemu_img_error) {
+    if (::access(top.path.c_str(), R_OK) != 0)
+        return make_system_error(VIR_FROM_STORAGE, errno, "Cannot access storage file '" + top.path + "'" + as_user());
+    std::string path = top.path, format = top.format;
+    for (int depth = 0; depth < 200; ++depth) {
+        auto one = info(path, format, true);
+        if (!one || one->backing_filename.empty()) break;
+        std::string next = one->full_backing_filename.empty() ? one->backing_filename : one->full_backing_filename;
+        if (::access(next.c_str(), R_OK) != 0)
+            return make_system_error(VIR_FROM_STORAGE, errno,
+                                     "Cannot access backing file '" + next + "' of storage file '" + top.path +
+                                         "'" + as_user());
+        path = next;
+        format = one->backing_format;
+    }
+    return qemu_img_error;
+}
+
+Type local_type(const std::string &path) {
+    struct stat sb;
+    return ::stat(path.c_str(), &sb) == 0 && S_ISBLK(sb.st_mode) ? Type::Block : Type::File;
+}
+
+}  // namespace
+
 Status fill_backing_chain(conf::StorageSource &src) {
     if (src.backing || src.backing_terminated) return ok();
-    using Type = conf::StorageSource::Type;
     if (src.type != Type::File && src.type != Type::Block) return ok();
-    auto chain = TRY(info_chain(src.path, src.format, true));
+    auto listed = info_chain(src.path, src.format, true);
+    if (!listed) return fail(broken_chain_error(src, std::move(listed).error()));
+    auto chain = std::move(listed).value();
     conf::StorageSource *cur = &src;
     if (cur->format.empty()) cur->format = chain.front().format;
     for (size_t i = 0; i + 1 < chain.size(); ++i) {
         const ImageInfo &layer = chain[i];
-        if (layer.backing_format.empty())
+        std::string format = layer.backing_format;
+        // qemu-img probed it; libvirt accepts a probe only when it says raw.
+        if (format.empty() && chain[i + 1].format == "raw") format = "raw";
+        if (format.empty())
             return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_STORAGE,
                         "format of backing image '" + layer.backing_filename + "' of image '" + layer.filename +
-                            "' was not specified in the image metadata");
+                            "' was not specified in the image metadata "
+                            "(See https://libvirt.org/kbase/backing_chains.html for troubleshooting)");
         auto next = std::make_unique<conf::StorageSource>();
-        next->type = Type::File;
         next->path = chain[i + 1].filename;
-        next->format = layer.backing_format;
+        next->type = local_type(next->path);
+        next->format = format;
         next->readonly = true;
         cur->backing = std::move(next);
         cur = cur->backing.get();
     }
     cur->backing_terminated = true;
+    return ok();
+}
+
+Status complete_backing_chains(conf::DomainDef &def) {
+    for (auto &disk : def.disks) {
+        if (disk.src.empty()) continue;
+        conf::StorageSource *last = &disk.src;
+        while (last->backing) last = last->backing.get();
+        // Raw (stated or, without a format, assumed as the command line does)
+        // has no backing file; other formats are refused by the command line.
+        if (last->backing_terminated || last->format != "qcow2") continue;
+        TRY(fill_backing_chain(*last));
+    }
     return ok();
 }
 

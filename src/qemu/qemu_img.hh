@@ -69,7 +69,17 @@ void set_binary(std::string path);
 
 // Fills src.backing from the image's own metadata when the chain is not given
 // explicitly (backing == null and not terminated), so the command line can
-// describe it node by node. Local file/block sources only.
+// describe it node by node. Local file/block sources only. Errors are
+// libvirt's: a missing image is SYSTEM_ERROR "Cannot access backing file
+// '<base>' of storage file '<top>' (as uid:U, gid:G): <strerror>"; a backing
+// file whose format the image does not record is OPERATION_INVALID unless it
+// probes as raw (libvirt's rule: probing can only ever be trusted for raw).
 [[nodiscard]] Status fill_backing_chain(conf::StorageSource &src);
+
+// What libvirt does for every disk before starting a domain: each qcow2 chain
+// the XML leaves open (a layer without <backingStore>) is completed from the
+// images, so QEMU is told every layer and never gets "backing": null for an
+// overlay that has a base.
+[[nodiscard]] Status complete_backing_chains(conf::DomainDef &def);
 
 }  // namespace virtsnap::qemu::qemu_img

@@ -56,8 +56,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     for (const auto &name : opts.capabilities) want(name);
     want("events");
     std::optional<int64_t> old_bandwidth;
-    auto params = TRY(mon.execute("query-migrate-parameters"));
-    if (const qemu::QValue *bw = params.get("max-bandwidth")) old_bandwidth = bw->integer();
+    old_bandwidth = TRY(mon.query_migrate_parameters()).max_bandwidth;
 
     bool caps_set = false, bandwidth_set = false, fd_passed = false;
     auto restore = [&] {
