@@ -6,13 +6,21 @@
 #   scripts/run-main-job.sh [ROOT]     (default ROOT: a new temporary directory)
 #
 # The daemon and the guest are stopped at the end unless KEEP_RUNNING=1.
+# BUILD_DIR (default: build) names the meson build directory to use.
+# Every step that can time out fails the job with a message and a non-zero exit.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
+build=${BUILD_DIR:-build}
+
+die() {
+  echo "run-main-job: FAILED: $*" >&2
+  exit 1
+}
 
 bash scripts/install-deps.sh
-[ -d build ] || meson setup build >/dev/null
-ninja -C build src/daemon/virtsnapd tools/virtsnap-xml >/dev/null
+[ -d "$build" ] || meson setup "$build" >/dev/null
+ninja -C "$build" src/daemon/virtsnapd tools/virtsnap-xml >/dev/null
 bash tests/guest/build-guest.sh tests/guest/cache
 
 root=${1:-$(mktemp -d /tmp/virtsnap-main-XXXXXX)}
@@ -21,7 +29,7 @@ uri="qemu+unix:///system?socket=$root/run/virtsnapd-sock"
 virsh() { command virsh -c "$uri" "$@"; }
 
 echo "== virtsnapd --root $root"
-VIRTSNAP_KVM=0 build/src/daemon/virtsnapd --root "$root" >"$root/virtsnapd.log" 2>&1 &
+VIRTSNAP_KVM=0 "$build/src/daemon/virtsnapd" --root "$root" >"$root/virtsnapd.log" 2>&1 &
 daemon=$!
 cleanup() {
   if [ "${KEEP_RUNNING:-0}" != 1 ]; then
@@ -33,7 +41,25 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$root/run/virtsnapd-sock" ] && break; sleep 0.1; done
+# The socket file exists before the daemon accepts: wait until a client gets an answer,
+# from this daemon (the pid file names it) and not another one on the same root.
+ready=0
+for _ in $(seq 300); do
+  kill -0 "$daemon" 2>/dev/null || break
+  if [ "$(cat "$root/run/virtsnapd.pid" 2>/dev/null)" = "$daemon" ] && [ -S "$root/run/virtsnapd-sock" ] &&
+    virsh uri >/dev/null 2>&1; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [ "$ready" != 1 ]; then
+  tail -n 20 "$root/virtsnapd.log" >&2 || true
+  if kill -0 "$daemon" 2>/dev/null; then
+    die "virtsnapd did not answer on $root/run/virtsnapd-sock within 30 s (log above)"
+  fi
+  die "virtsnapd exited during start-up (log above)"
+fi
 
 qemu-img create -q -f qcow2 "$root/images/demo.qcow2" 64M
 cat >"$root/demo.xml" <<XML
@@ -67,12 +93,32 @@ set -x
 virsh version
 virsh define "$root/demo.xml"
 virsh start demo
-for _ in $(seq 300); do grep -q "VSGUEST ready" "$root/demo.serial" 2>/dev/null && break; sleep 0.2; done
+{ set +x; } 2>/dev/null
+booted=0
+for _ in $(seq 900); do
+  if grep -q "VSGUEST ready" "$root/demo.serial" 2>/dev/null; then booted=1; break; fi
+  sleep 0.2
+done
+if [ "$booted" != 1 ]; then
+  tail -n 20 "$root/demo.serial" >&2 2>/dev/null || true
+  tail -n 20 "$root/log/qemu/demo.log" >&2 2>/dev/null || true
+  die "the guest did not report 'VSGUEST ready' on its serial console within 180 s (serial and QEMU log above)"
+fi
+set -x
 virsh list --all
 virsh dominfo demo
 virsh snapshot-create-as demo snap1 --description "taken by stock virsh"
 virsh snapshot-list demo
 virsh snapshot-info demo snap1
-virsh snapshot-dumpxml demo snap1 | head -20
+# sed reads to the end: head would make virsh die of SIGPIPE and fail the job (pipefail).
+virsh snapshot-dumpxml demo snap1 | sed -n 1,20p
 qemu-img snapshot -l "$root/images/demo.qcow2" -U
 tail -n 3 "$root/demo.serial"
+{ set +x; } 2>/dev/null
+
+echo "== what the main job did, as stock virsh sees it"
+virsh list --all
+virsh snapshot-list demo
+[ "$(virsh domstate demo)" = running ] || die "the guest is not running at the end"
+virsh snapshot-info demo snap1 >/dev/null || die "snapshot snap1 is missing"
+echo "run-main-job: OK (root $root)"

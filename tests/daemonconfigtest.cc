@@ -14,8 +14,9 @@ int main() {
     test::Tap t;
     auto d = DaemonConfig::parse("", "empty.conf");
     t.ok(d && d->unix_sock_rw_perms == 0600 && d->unix_sock_ro_perms == 0600 && d->max_workers == 8 &&
+             d->prio_workers == 5 && d->keepalive_interval == 5 && d->keepalive_count == 5 &&
              d->snapshot_live_method == "instant",
-         "empty file gives the safe defaults");
+         "empty file gives the safe defaults (libvirtd's prio_workers and keepalive)");
 
     auto c = DaemonConfig::parse("# comment\n"
                                  "unix_sock_rw_perms = \"0770\"\n"
@@ -25,7 +26,9 @@ int main() {
                                  "log_filters = \"1:qemu.monitor 2:rpc\"\n"
                                  "log_outputs = \"/tmp/x#y.log\"\n"
                                  "max_workers = 16\n"
+                                 "prio_workers = 2\n"
                                  "keepalive_interval = -1\n"
+                                 "keepalive_count = 0\n"
                                  "snapshot_live_method = \"precopy\"\n",
                                  "full.conf");
     t.ok(c.has_value(), "every key parses", c ? "" : c.error().message());
@@ -37,7 +40,9 @@ int main() {
         t.eq(c->log_filters, std::string("1:qemu.monitor 2:rpc"), "log filters");
         t.eq(c->log_outputs, std::string("/tmp/x#y.log"), "'#' inside a string is kept");
         t.eq(c->max_workers, 16u, "workers");
+        t.eq(c->prio_workers, 2u, "priority workers");
         t.eq(c->keepalive_interval, -1, "keepalive disabled");
+        t.eq(c->keepalive_count, 0u, "keepalive count 0 (drop after one silent interval)");
         t.eq(c->snapshot_live_method, std::string("precopy"), "live method");
     }
     struct Bad {
@@ -50,6 +55,8 @@ int main() {
         {"log_filters = \"abc\n", "unterminated string"},
         {"max_workers 4\n", "missing '='"},
         {"snapshot_live_method = \"fast\"\n", "unknown live method"},
+        {"image_dir = \"/var/lib/images\"\n", "image_dir (libvirt has no such setting)"},
+        {"keepalive_interval = -2\n", "keepalive interval below -1"},
     };
     for (const auto &b : bad) {
         auto r = DaemonConfig::parse(b.text, "bad.conf");

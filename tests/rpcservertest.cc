@@ -1,7 +1,8 @@
 // rpcservertest.cc - the RPC server end to end: a small in-test Driver behind
 // rpc::Server on temporary sockets, driven by stock virsh, Debian's
 // python3-libvirt and a raw socket client for what those cannot produce
-// (unknown procedures, bad lengths, silent keepalive peers, disconnects mid-call).
+// (unknown procedures, bad lengths, silent keepalive peers, disconnects
+// mid-call, calls stuck in the driver while the priority workers serve others).
 // A fake driver is the point here: the real one is the daemon's.
 
 #include "tap.hh"
@@ -18,6 +19,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -26,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include <grp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -100,12 +103,34 @@ public:
         return ok();
     }
     // A long call: the worker pool must keep everything else moving meanwhile.
-    Status domain_save(const Client &, const DomainRef &, const std::string &, const std::optional<std::string> &,
+    // Saving to "/gate" waits until the test opens the gate instead.
+    Status domain_save(const Client &, const DomainRef &, const std::string &to, const std::optional<std::string> &,
                        uint32_t) override {
-        std::this_thread::sleep_for(1000ms);
+        if (to == "/gate") {
+            std::unique_lock lock(gate_mu);
+            gated++;
+            gate_cv.notify_all();
+            gate_cv.wait(lock, [&] { return gate_open; });
+        } else {
+            std::this_thread::sleep_for(1000ms);
+        }
         saves_finished++;
         return ok();
     }
+    // Waits until `n` gated saves are running.
+    bool wait_gated(int n) {
+        std::unique_lock lock(gate_mu);
+        return gate_cv.wait_for(lock, 10s, [&] { return gated >= n; });
+    }
+    void open_gate() {
+        std::lock_guard lock(gate_mu);
+        gate_open = true;
+        gate_cv.notify_all();
+    }
+    std::mutex gate_mu;
+    std::condition_variable gate_cv;
+    int gated = 0;
+    bool gate_open = false;
 
     DomainRef alpha_, beta_;
 };
@@ -280,6 +305,7 @@ void test_read_only(test::Tap &t, Env &e) {
     t.ok(w.status == 0, "the read-write socket allows it", w.err);
     struct stat st {};
     t.ok(::stat(e.rw.c_str(), &st) == 0 && (st.st_mode & 0777) == 0600, "read-write socket is mode 0600");
+    t.ok(::stat(e.ro.c_str(), &st) == 0 && (st.st_mode & 0777) == 0600, "read-only socket is mode 0600 too");
 }
 
 void test_raw_protocol(test::Tap &t, Env &e) {
@@ -300,12 +326,19 @@ void test_raw_protocol(test::Tap &t, Env &e) {
     c.call(9999, serial, Void{});
     p = c.read_packet(2000ms);
     err = p ? error_of(*p) : std::nullopt;
-    t.ok(p && p->h.serial == serial && p->h.type == MessageType::Reply && err && err->code == VIR_ERR_NO_SUPPORT,
-         "unknown procedure gets an error reply (VIR_ERR_NO_SUPPORT)");
+    t.ok(p && p->h.serial == serial && p->h.type == MessageType::Reply && err && err->code == VIR_ERR_RPC &&
+             err->message == std::string("unknown procedure: 9999"),
+         "unknown procedure gets libvirtd's error reply (VIR_ERR_RPC)");
     serial++;
+    c.call(5, serial++, Void{});
+    p = c.read_packet(2000ms);
+    t.ok(p && error_of(*p) && error_of(*p)->code == VIR_ERR_NO_SUPPORT,
+         "a libvirt procedure virtsnap does not serve: VIR_ERR_NO_SUPPORT");
     c.call(1, serial++, Void{}, 0x12345678);
     p = c.read_packet(2000ms);
-    t.ok(p && error_of(*p) && error_of(*p)->code == VIR_ERR_NO_SUPPORT, "unknown program gets an error reply");
+    t.ok(p && error_of(*p) && error_of(*p)->code == VIR_ERR_RPC &&
+             error_of(*p)->message == std::string("Cannot find program 305419896 version 1"),
+         "unknown program gets an error reply (VIR_ERR_RPC)");
 
     // A truncated argument: LOOKUP_BY_NAME whose string runs past the packet.
     Header h{kRemoteProgram, 1, kProcDomainLookupByName, MessageType::Call, serial++, MessageStatus::Ok};
@@ -430,6 +463,163 @@ void test_keepalive(test::Tap &t, Env &e) {
     t.ok(pong && pong->h.prog == kKeepaliveProgram && pong->h.proc == kKeepalivePong, "PING is answered with PONG");
 }
 
+// A keepalive client that never answers: what happens to it within `window`.
+struct SilentPeer {
+    int pings = 0;
+    bool dropped = false;
+};
+SilentPeer watch_silent_peer(const std::string &path, std::chrono::milliseconds window) {
+    RawClient c(path);
+    c.call(kProcConnectSupportsFeature, 0, SupportsFeatureArgs{10});
+    (void)c.read_packet(1000ms);
+    SilentPeer r;
+    auto end = std::chrono::steady_clock::now() + window;
+    while (!c.eof() && std::chrono::steady_clock::now() < end) {
+        auto p = c.read_packet(100ms);
+        if (p && p->h.prog == kKeepaliveProgram && p->h.proc == kKeepalivePing) r.pings++;
+    }
+    r.dropped = c.eof();
+    return r;
+}
+
+void test_keepalive_config(test::Tap &t, Env &e) {
+    // keepalive_interval -1 in libvirtd.conf: never ping, never drop an idle client.
+    ServerOptions off;
+    off.rw_socket_path = e.dir + "/ka-off-sock";
+    off.limits.keepalive_interval = 0ms;
+    off.limits.keepalive_count = 0;
+    Server s1(e.driver, off);
+    t.ok(bool(s1.start()), "server with keepalive disabled starts");
+    SilentPeer a = watch_silent_peer(off.rw_socket_path, 1500ms);
+    t.ok(a.pings == 0 && !a.dropped, "keepalive disabled: an idle client is neither pinged nor dropped",
+         "pings " + std::to_string(a.pings) + (a.dropped ? ", dropped" : ""));
+    RawClient pinger(off.rw_socket_path);
+    Header h{kKeepaliveProgram, 1, kKeepalivePing, MessageType::Message, 0, MessageStatus::Ok};
+    xdr::Encoder enc;
+    begin_packet(enc, h);
+    (void)finish_packet(enc);
+    pinger.send_raw(enc.bytes());
+    auto pong = pinger.read_packet(1000ms);
+    t.ok(pong && pong->h.proc == kKeepalivePong, "keepalive disabled: a client's PING is still answered");
+    s1.stop();
+
+    // keepalive_count 0: dropped after one silent interval, without a ping.
+    ServerOptions zero;
+    zero.rw_socket_path = e.dir + "/ka-zero-sock";
+    zero.limits.keepalive_interval = 300ms;
+    zero.limits.keepalive_count = 0;
+    Server s2(e.driver, zero);
+    t.ok(bool(s2.start()), "server with keepalive_count 0 starts");
+    SilentPeer b = watch_silent_peer(zero.rw_socket_path, 3000ms);
+    t.ok(b.pings == 0 && b.dropped, "keepalive_count 0: an idle client is dropped without being pinged",
+         "pings " + std::to_string(b.pings) + (b.dropped ? ", dropped" : ""));
+    s2.stop();
+}
+
+void test_priority_workers(test::Tap &t, Env &e) {
+    // The pool alone: one ordinary worker stuck, one priority worker.
+    {
+        WorkerPool pool(1, 1);
+        std::mutex mu;
+        std::condition_variable cv;
+        bool release = false, high_ran = false, low_ran = false;
+        pool.post([&] {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [&] { return release; });
+        });
+        pool.post([&] {
+            std::lock_guard lock(mu);
+            low_ran = true;
+            cv.notify_all();
+        });
+        pool.post(
+            [&] {
+                std::lock_guard lock(mu);
+                high_ran = true;
+                cv.notify_all();
+            },
+            true);
+        std::unique_lock lock(mu);
+        bool high = cv.wait_for(lock, 10s, [&] { return high_ran; });
+        bool low_before = low_ran;
+        release = true;
+        cv.notify_all();
+        bool low = cv.wait_for(lock, 10s, [&] { return low_ran; });
+        t.ok(high && !low_before && low,
+             "a high-priority job runs on the priority worker while the ordinary one is stuck; low waits");
+    }
+
+    // 8 saves stuck in the driver take all 4 ordinary workers (and queue 4 more);
+    // domstate's lookup and GET_STATE are high priority and still answer.
+    std::vector<std::unique_ptr<RawClient>> clients;
+    for (int c = 0; c < 2; c++) {
+        auto cl = std::make_unique<RawClient>(e.rw);
+        uint32_t serial = 0;
+        cl->open_connection(serial);
+        for (int i = 0; i < 4; i++) cl->call(kProcDomainSave, serial++, DomainSaveArgs{e.driver.alpha_, "/gate"});
+        clients.push_back(std::move(cl));
+    }
+    bool stuck = e.driver.wait_gated(4);
+    int finished_before = e.driver.saves_finished.load();
+    Run v = run({"timeout", "60", "virsh", "-c", e.uri, "domstate", "alpha"}, e.dir);
+    int finished_after = e.driver.saves_finished.load();
+    e.driver.open_gate();
+    t.ok(stuck && v.status == 0 && v.out == "running\n\n" && finished_after == finished_before,
+         "8 long calls hold every ordinary worker; domstate is answered by the priority workers", v.out + v.err);
+    int replies = 0;
+    for (auto &cl : clients)
+        for (int i = 0; i < 4; i++)
+            if (auto p = cl->read_packet(10000ms); p && p->h.status == MessageStatus::Ok) replies++;
+    t.eq(replies, 8, "the stuck calls complete once released");
+}
+
+void test_socket_group_and_adoption(test::Tap &t, Env &e) {
+    // unix_sock_group: both sockets get the group, before listen().
+    gid_t other = getegid();
+    if (geteuid() == 0) {
+        struct group *g = getgrnam("nogroup");
+        other = g ? g->gr_gid : gid_t(65534);
+    } else {
+        gid_t groups[64];
+        int n = getgroups(64, groups);
+        for (int i = 0; i < n; i++)
+            if (groups[i] != getegid()) other = groups[i];
+    }
+    if (other == getegid()) {
+        t.skip("unix_sock_group chown", "no second group to give the sockets to");
+    } else {
+        ServerOptions g;
+        g.rw_socket_path = e.dir + "/grp-sock";
+        g.ro_socket_path = e.dir + "/grp-sock-ro";
+        g.rw_mode = 0660;
+        g.group = other;
+        Server sg(e.driver, g);
+        auto st = sg.start();
+        struct stat a {}, b {};
+        t.ok(st && ::stat(g.rw_socket_path.c_str(), &a) == 0 && ::stat(g.ro_socket_path.c_str(), &b) == 0 &&
+                 a.st_gid == other && b.st_gid == other && (a.st_mode & 0777) == 0660 && (b.st_mode & 0777) == 0600,
+             "group option: both sockets owned by the group, modes as configured");
+        sg.stop();
+    }
+
+    // A socket passed in (systemd socket activation) is served and left in place.
+    std::string path = e.dir + "/passed-sock";
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    bool made = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) == 0 && ::listen(fd, 8) == 0;
+    ServerOptions p;
+    p.rw_socket_path = path;
+    p.rw_listen_fd = fd;
+    Server sp(e.driver, p);
+    auto st = sp.start();
+    Run v = run({"virsh", "-c", "qemu+unix:///system?socket=" + path, "domstate", "beta"}, e.dir);
+    t.ok(made && st && v.status == 0 && v.out == "shut off\n\n", "a passed-in listening socket is served", v.err);
+    sp.stop();
+    t.ok(g_file_test(path.c_str(), G_FILE_TEST_EXISTS), "stop leaves a passed-in socket to its owner");
+}
+
 void test_python(test::Tap &t, Env &e) {
     if (!g_file_test("/usr/bin/python3", G_FILE_TEST_IS_EXECUTABLE)) {
         t.skip("python-libvirt", "/usr/bin/python3 missing");
@@ -526,6 +716,9 @@ int main() {
     test_raw_protocol(t, e);
     test_concurrency(t, e);
     test_keepalive(t, e);
+    test_keepalive_config(t, e);
+    test_priority_workers(t, e);
+    test_socket_group_and_adoption(t, e);
     test_python(t, e);
     test_virsh_event(t, e);
 

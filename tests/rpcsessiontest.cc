@@ -1,5 +1,6 @@
 // rpcsessiontest.cc - rpc::Session and the dispatch table without sockets:
-// handshake order, read-only refusal, error replies, event registration and
+// handshake order, read-only refusal, error replies (libvirtd's codes for
+// unknown procedures and programs), call priorities, event registration and
 // fan-out, with driver calls run synchronously.
 
 #include "tap.hh"
@@ -36,7 +37,11 @@ struct Io : SessionIo {
     std::vector<std::vector<uint8_t>> out;
     bool keepalive = false;
     void send(std::vector<uint8_t> p) override { out.push_back(std::move(p)); }
-    void submit(std::function<std::vector<uint8_t>()> job) override { send(job()); }
+    std::vector<bool> priorities;  // of every submitted call, in order
+    void submit(std::function<std::vector<uint8_t>()> job, bool high_priority) override {
+        priorities.push_back(high_priority);
+        send(job());
+    }
     void start_keepalive() override { keepalive = true; }
 };
 
@@ -84,6 +89,18 @@ void test_table(test::Tap &t) {
              find_procedure(kProcDomainGetState)->access == Access::Read,
          "access classes: suspend writes, get-state reads");
     t.ok(find_procedure(5) == nullptr && find_procedure(100000) == nullptr, "unserved numbers are absent");
+    // libvirt's `@priority: high` marks (remote_protocol.x); everything else is low.
+    std::string wrong;
+    for (int32_t p : {kProcDomainLookupByName, kProcDomainLookupByUuid, kProcDomainLookupById, kProcDomainGetState,
+                      kProcDomainDestroy, kProcDomainDestroyFlags, kProcConnectListAllDomains, kProcDomainDefineXml,
+                      kProcDomainDefineXmlFlags, kProcDomainUndefineFlags, kProcNodeGetInfo, kProcDomainIsActive,
+                      kProcDomainSnapshotLookupByName, kProcDomainListAllSnapshots})
+        if (find_procedure(p)->priority != Priority::High) wrong += std::to_string(p) + " ";
+    for (int32_t p : {kProcDomainSave, kProcDomainSaveFlags, kProcDomainGetInfo, kProcDomainGetXmlDesc,
+                      kProcDomainSnapshotCreateXml, kProcDomainSnapshotDelete, kProcDomainSuspend, kProcDomainCreate,
+                      kProcConnectGetCapabilities, kProcDomainGetJobStats, kProcDomainSnapshotCurrent})
+        if (find_procedure(p)->priority != Priority::Low) wrong += std::to_string(p) + " ";
+    t.eq(wrong, std::string(), "priorities follow libvirt's @priority marks");
 
     Driver plain;
     CallContext ctx{plain, Client{}};
@@ -120,6 +137,8 @@ void test_session(test::Tap &t) {
          "driver error travels as remote_error");
     t.eq(error_code(call(s, io, kProcDomainSuspend, 8, DomArgs{Driver1::dom()})), 0, "suspend on read-write");
     t.eq(d.suspends, 1, "driver called");
+    t.ok(io.priorities == std::vector<bool>{true, false},
+         "a lookup goes to the pool as high priority, suspend as low");
 
     // Events: two registrations, one filtered to another domain.
     auto r1 = decode<CallbackRegisterAnyRet>(call(s, io, kProcConnectDomainEventCallbackRegisterAny, 9,
@@ -155,6 +174,31 @@ void test_session(test::Tap &t) {
     s.deliver_block_job(Driver1::dom(), "/p.qcow2", "vda", 2, 3);
     auto bh = parse_header(std::span<const uint8_t>(io.out.back()).subspan(4));
     t.ok(io.out.size() == before + 1 && bh->proc == kProcDomainEventBlockJob, "legacy block job event (241)");
+    auto r8 = decode<CallbackRegisterAnyRet>(call(s, io, kProcConnectDomainEventCallbackRegisterAny, 30,
+                                                  CallbackRegisterAnyArgs{VIR_DOMAIN_EVENT_ID_BLOCK_JOB, {}})
+                                                 .body);
+    auto r16 = decode<CallbackRegisterAnyRet>(call(s, io, kProcConnectDomainEventCallbackRegisterAny, 31,
+                                                   CallbackRegisterAnyArgs{VIR_DOMAIN_EVENT_ID_BLOCK_JOB_2, {}})
+                                                  .body);
+    before = io.out.size();
+    s.deliver_block_job(Driver1::dom(), "/p.qcow2", "vda", VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT,
+                        VIR_DOMAIN_BLOCK_JOB_READY);
+    std::vector<int32_t> procs;
+    for (size_t i = before; i < io.out.size(); i++)
+        procs.push_back(parse_header(std::span<const uint8_t>(io.out[i]).subspan(4))->proc);
+    t.ok(procs == std::vector<int32_t>{kProcDomainEventBlockJob, kProcDomainEventCallbackBlockJob,
+                                       kProcDomainEventBlockJob2},
+         "a block job goes to the legacy, BLOCK_JOB and BLOCK_JOB_2 registrations");
+    auto cb = decode<CallbackBlockJobMsg>(std::span<const uint8_t>(io.out[before + 1]).subspan(28));
+    auto b2 = decode<BlockJob2Msg>(std::span<const uint8_t>(io.out[before + 2]).subspan(28));
+    t.ok(cb && r8 && cb->callback_id == r8->callback_id && cb->msg.path == "/p.qcow2" && cb->msg.type == 4 &&
+             cb->msg.status == 3 && b2 && r16 && b2->callback_id == r16->callback_id && b2->dst == "vda",
+         "BLOCK_JOB carries the path, BLOCK_JOB_2 the target, each with its callback id");
+    before = io.out.size();
+    s.deliver_block_job(Driver1::dom(), "", "vdb", VIR_DOMAIN_BLOCK_JOB_TYPE_COMMIT, VIR_DOMAIN_BLOCK_JOB_COMPLETED);
+    t.ok(io.out.size() == before + 1 &&
+             parse_header(std::span<const uint8_t>(io.out.back()).subspan(4))->proc == kProcDomainEventBlockJob2,
+         "a disk without a local image gets only BLOCK_JOB_2 (qemuBlockJobEmitEvents)");
 
     call(s, io, kProcConnectClose, 16, Void{});
     t.ok(!s.is_open() && s.registrations().empty(), "CONNECT_CLOSE drops registrations");
@@ -170,7 +214,21 @@ void test_session(test::Tap &t) {
          "read-only socket: suspend refused, driver not called");
     auto xml = call(ro, io2, kProcDomainGetXmlDesc, 2, DomFlagsArgs{Driver1::dom(), VIR_DOMAIN_XML_SECURE});
     t.eq(error_code(xml), int32_t(VIR_ERR_OPERATION_DENIED), "read-only: secure XML refused");
-    t.eq(error_code(call(ro, io2, 9999, 3, Void{})), int32_t(VIR_ERR_NO_SUPPORT), "unknown procedure");
+    auto unknown = call(ro, io2, 9999, 3, Void{});
+    auto uerr = decode<RemoteError>(unknown.body);
+    t.ok(uerr && uerr->code == VIR_ERR_RPC && uerr->domain == VIR_FROM_RPC &&
+             *uerr->message == "unknown procedure: 9999" && unknown.h.serial == 3,
+         "a number libvirt does not know: VIR_ERR_RPC 'unknown procedure' (virNetServerProgramDispatchCall)");
+    auto unserved = call(ro, io2, 5, 4, Void{});
+    t.eq(error_code(unserved), int32_t(VIR_ERR_NO_SUPPORT), "a libvirt procedure virtsnap does not serve: NO_SUPPORT");
+    Header h{0x12345678, 1, 1, MessageType::Call, 5, MessageStatus::Ok};
+    xdr::Encoder e;
+    begin_packet(e, h);
+    (void)finish_packet(e);
+    ro.handle_packet(std::span<const uint8_t>(e.bytes()).subspan(4));
+    auto perr = decode<RemoteError>(std::span<const uint8_t>(io2.out.back()).subspan(28));
+    t.ok(perr && perr->code == VIR_ERR_RPC && *perr->message == "Cannot find program 305419896 version 1",
+         "an unknown program: virNetServerProgramUnknownError's VIR_ERR_RPC");
 }
 
 }  // namespace

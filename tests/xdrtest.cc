@@ -1,6 +1,7 @@
 // xdrtest.cc - XDR codec and RPC message golden tests. Expected bytes are
 // hand-computed from remote_protocol.x; their lengths match the packets seen in
-// the libvirt 9.0 captures (../shared/captures, e.g. dominfo.txt).
+// the libvirt 9.0 captures (../shared/captures, e.g. dominfo.txt), and the
+// event packets reproduce captured ones (blockcommit-active-pivot.txt).
 
 #include "tap.hh"
 
@@ -170,6 +171,110 @@ void test_packets(test::Tap &t) {
               "lifecycle callback event: MESSAGE, serial 1, callbackID first");
 }
 
+// Encodes `msg`, compares with `expected`, and decodes the golden back to the
+// same bytes (what the server reads from a client must mean what it writes).
+template <typename T>
+void golden(test::Tap &t, const T &msg, const std::string &expected, const std::string &name) {
+    std::string want = strip(expected);
+    t.eq_text(body_hex(msg), want, name);
+    auto back = decode<T>(unhex(want));
+    t.ok(back && body_hex(*back) == want, name + ": decodes back");
+}
+
+std::string str_hex(std::string_view s) {
+    xdr::Encoder e;
+    e.put_string(std::string(s));
+    return hex(e.bytes());
+}
+
+void test_more_messages(test::Tap &t) {
+    const std::string dom = strip(kR2capHex);
+    golden(t, DefineXmlArgs{"<domain/>"}, "00000009 3c646f6d 61696e2f 3e000000", "DOMAIN_DEFINE_XML args");
+    golden(t, DefineXmlFlagsArgs{"<domain/>", 1}, "00000009 3c646f6d 61696e2f 3e000000 00000001",
+           "DOMAIN_DEFINE_XML_FLAGS args (VALIDATE)");
+    golden(t, LookupByIdArgs{26}, "0000001a", "DOMAIN_LOOKUP_BY_ID args");
+    golden(t, LookupByUuidArgs{test_uuid()}, "0aa83176 d9c24ec4 80b3b8f2 9283c48c",
+           "DOMAIN_LOOKUP_BY_UUID args: 16 raw bytes (call is 44 bytes)");
+    t.eq(size_t(28 + body_hex(LookupByUuidArgs{test_uuid()}).size() / 2), size_t(44),
+         "LOOKUP_BY_UUID call length as captured");
+
+    // save.txt / restore.txt: a 35-character path makes the captured 100- and 68-byte calls.
+    const std::string path = "/var/lib/libvirt/images/r2-cap.save";
+    t.eq(path.size(), size_t(35), "save path of the capture's length");
+    golden(t, DomainSaveArgs{r2cap(), path}, dom + str_hex(path), "DOMAIN_SAVE args");
+    t.eq(size_t(28 + body_hex(DomainSaveArgs{r2cap(), path}).size() / 2), size_t(100), "DOMAIN_SAVE call: 100 bytes");
+    golden(t, DomainSaveFlagsArgs{r2cap(), "/s", std::nullopt, 2}, dom + "00000002 2f730000 00000000 00000002",
+           "DOMAIN_SAVE_FLAGS args without dxml (RUNNING)");
+    golden(t, DomainSaveFlagsArgs{r2cap(), "/s", std::string("<d/>"), 4},
+           dom + "00000002 2f730000 00000001 00000004 3c642f3e 00000004", "DOMAIN_SAVE_FLAGS args with dxml (PAUSED)");
+    golden(t, DomainRestoreArgs{path}, str_hex(path), "DOMAIN_RESTORE args");
+    t.eq(size_t(28 + body_hex(DomainRestoreArgs{path}).size() / 2), size_t(68), "DOMAIN_RESTORE call: 68 bytes");
+    golden(t, DomainRestoreFlagsArgs{"/s", std::nullopt, 0}, "00000002 2f730000 00000000 00000000",
+           "DOMAIN_RESTORE_FLAGS args without dxml");
+    golden(t, DomainRestoreFlagsArgs{"/s", std::string("<d/>"), 2}, "00000002 2f730000 00000001 00000004 3c642f3e 00000002",
+           "DOMAIN_RESTORE_FLAGS args with dxml");
+    golden(t, SetAutostartArgs{r2cap(), 1}, dom + "00000001", "DOMAIN_SET_AUTOSTART args");
+    golden(t, PathFlagsArgs{r2cap(), "vda", 0}, dom + "00000003 76646100 00000000",
+           "dom + path + flags args (GET_BLOCK_INFO, BLOCK_JOB_ABORT, GET_BLOCK_JOB_INFO)");
+    golden(t, DomainGetBlockInfoRet{200704, 33554432, 262144},
+           "0000000000031000 0000000002000000 0000000000040000", "DOMAIN_GET_BLOCK_INFO ret: allocation, capacity, physical");
+
+    golden(t, StringRet{"QEMU"}, "00000004 51454d55", "string ret (CONNECT_GET_TYPE)");
+    golden(t, UHyperRet{9000000}, "0000000000895440", "unsigned hyper ret (CONNECT_GET_LIB_VERSION 9.0.0)");
+    golden(t, IntRet{1}, "00000001", "int ret");
+    golden(t, IntRet{-1}, "ffffffff", "negative int ret");
+    golden(t, CallbackRegisterAnyRet{18}, "00000012", "CALLBACK_REGISTER_ANY ret (reply is 32 bytes)");
+    golden(t, CallbackDeregisterAnyArgs{47}, "0000002f", "CALLBACK_DEREGISTER_ANY args (call is 32 bytes)");
+    golden(t, RegisterAnyArgs{8}, "00000008", "legacy REGISTER_ANY / DEREGISTER_ANY args (167/168)");
+}
+
+void test_event_packets(test::Tap &t) {
+    // blockcommit-active-pivot.txt: READY on the overlay, then COMPLETED on the base.
+    DomainRef d{"r2-cap", test_uuid(), 26};
+    const std::string dom26 = "00000006 72322d63 61700000 0aa83176 d9c24ec4 80b3b8f2 9283c48c 0000001a";
+    const std::string overlay = "/var/lib/libvirt/images/r2-cap-a.e2";
+    auto ev = make_event(kProcDomainEventCallbackBlockJob,
+                         *encode_body(CallbackBlockJobMsg{4, BlockJobMsg{d, overlay, 4, 3}}));
+    t.eq(ev.size(), size_t(112), "CALLBACK_BLOCK_JOB READY event: 112 bytes as captured");
+    t.eq_text(hex(ev), strip("00000070 20008086 00000001 00000146 00000002 00000001 00000000 00000004 " + dom26) +
+                           str_hex(overlay) + "0000000400000003",
+              "CALLBACK_BLOCK_JOB (326): callbackID, dom, path, type ACTIVE_COMMIT, status READY");
+    auto done = make_event(kProcDomainEventCallbackBlockJob,
+                           *encode_body(CallbackBlockJobMsg{4, BlockJobMsg{d, "/var/lib/libvirt/images/r2-cap-a.qcow2",
+                                                                           4, 0}}));
+    t.eq(done.size(), size_t(116), "CALLBACK_BLOCK_JOB COMPLETED event on the base: 116 bytes as captured");
+    auto b2 = make_event(kProcDomainEventBlockJob2, *encode_body(BlockJob2Msg{5, d, "vda", 4, 3}));
+    t.eq(b2.size(), size_t(80), "BLOCK_JOB_2 event: 80 bytes as captured");
+    auto back = decode<CallbackBlockJobMsg>(std::span<const uint8_t>(ev).subspan(28));
+    t.ok(back && back->callback_id == 4 && back->msg.dom == d && back->msg.path == overlay && back->msg.type == 4 &&
+             back->msg.status == 3,
+         "CALLBACK_BLOCK_JOB decodes back");
+
+    // Legacy bodies (registrations made with 167): no callbackID.
+    auto l107 = make_event(kProcDomainEventLifecycle, *encode_body(LifecycleMsg{r2cap(), 5, 2}));
+    t.eq_text(hex(l107),
+              strip(std::string("00000044 20008086 00000001 0000006b 00000002 00000001 00000000 ") + kR2capHex +
+                    " 00000005 00000002"),
+              "legacy DOMAIN_EVENT_LIFECYCLE (107): dom, event, detail");
+    golden(t, BlockJobMsg{r2cap(), "/a", 1, 0}, std::string(kR2capHex) + "00000002 2f610000 00000001 00000000",
+           "legacy DOMAIN_EVENT_BLOCK_JOB (241) body: dom, path, type PULL, status COMPLETED");
+    auto l241 = make_event(kProcDomainEventBlockJob, *encode_body(BlockJobMsg{r2cap(), "/a", 1, 0}));
+    t.eq_text(hex(l241).substr(0, 56), strip("0000004c 20008086 00000001 000000f1 00000002 00000001 00000000"),
+              "legacy BLOCK_JOB event header: procedure 241, MESSAGE, serial 1");
+
+    CallbackJobCompletedMsg jc;
+    jc.callback_id = 39;
+    jc.dom = r2cap();
+    jc.params.push_back({"operation", int32_t(1)});
+    jc.params.push_back({"time_elapsed", uint64_t(42)});
+    golden(t, jc,
+           std::string("00000027 ") + kR2capHex +
+               " 00000002"
+               " 00000009 6f706572 6174696f 6e000000 00000001 00000001"
+               " 0000000c 74696d65 5f656c61 70736564 00000004 000000000000002a",
+           "CALLBACK_JOB_COMPLETED (363): callbackID, dom, typed params");
+}
+
 void test_messages(test::Tap &t) {
     t.eq_text(body_hex(SupportsFeatureArgs{10}), "0000000a", "SUPPORTS_FEATURE args (call is 32 bytes)");
     t.eq_text(body_hex(ConnectOpenArgs{std::string("qemu:///system"), 0}),
@@ -257,5 +362,7 @@ int main() {
     test_decoder_bounds(t);
     test_packets(t);
     test_messages(t);
+    test_more_messages(t);
+    test_event_packets(t);
     return t.finish();
 }

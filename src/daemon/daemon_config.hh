@@ -21,10 +21,10 @@ struct DaemonConfig {
     int log_level = 3;                    // 1 debug .. 4 error
     std::string log_filters;              // "1:qemu.monitor 2:rpc"
     std::string log_outputs;              // a file path, "" = stderr
-    std::string image_dir;                // default directory for save/snapshot images
     unsigned max_workers = 8;
-    int keepalive_interval = 5;           // seconds; -1 disables
-    unsigned keepalive_count = 5;
+    unsigned prio_workers = 5;            // libvirtd's: threads for high-priority calls only
+    int keepalive_interval = 5;           // seconds; <= 0 (libvirt: -1) never pings
+    unsigned keepalive_count = 5;         // pings before dropping; 0: drop after one silent interval
     // "instant" (background-snapshot when the host can) or "precopy" (libvirt's method)
     std::string snapshot_live_method = "instant";
     std::string qemu_binary = "/usr/bin/qemu-system-x86_64";

@@ -4,7 +4,9 @@
 
 #include "daemon/check_flags.hh"
 #include "daemon/host_capabilities.hh"
+#include "qemu/host_probe.hh"
 #include "qemu/qemu_img.hh"
+#include "qemu_snapshot/snapshot_delete.hh"
 #include "util/file.hh"
 #include "util/log.hh"
 
@@ -30,6 +32,26 @@ constexpr uint64_t kLibVersion = 9000000;
 Error no_domain_by_uuid(const rpc::DomainRef &ref) {
     return make_error(VIR_ERR_NO_DOMAIN, VIR_FROM_QEMU,
                       "no domain with matching uuid '" + ref.uuid.str() + "' (" + ref.name + ")");
+}
+
+// CPU time of a whole process (all its threads), from utime + stime of
+// /proc/<pid>/stat in clock ticks, as libvirt's qemuGetProcessInfo; 0 when unreadable.
+uint64_t process_cpu_time_ns(pid_t pid) {
+    if (pid <= 0) return 0;
+    auto text = file::read("/proc/" + std::to_string(pid) + "/stat", 4096);
+    if (!text) return 0;
+    // The command name in parentheses may hold spaces: the fields start after the last ')'.
+    size_t close = text->rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream in(text->substr(close + 1));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    // Fields 3 .. 13 (state .. cmajflt), then 14 utime and 15 stime.
+    for (int i = 3; i <= 13 && (in >> field); i++) {}
+    if (!(in >> utime >> stime)) return 0;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0) return 0;
+    return (utime + stime) * 1000000000ull / uint64_t(hz);
 }
 
 std::string read_first_line_matching(const char *path, const char *prefix) {
@@ -90,6 +112,26 @@ void QemuDriver::emit_lifecycle(const std::shared_ptr<qemu::DomainObj> &dom, int
         ref = ref_of(*dom);
     }
     events_->domain_lifecycle(ref, event, detail);
+}
+
+std::unique_ptr<BlockJobEventRelay> QemuDriver::relay_commit_events(const std::shared_ptr<qemu::DomainObj> &dom,
+                                                                    qemu::DomainProcess &process,
+                                                                    const qemu_snapshot::ExternalDiskDelete &disk) {
+    BlockJobEventSource job;
+    // The job id commit_online() gives the block-commit of this disk.
+    job.job_id = "commit-" + disk.target;
+    job.target = disk.target;
+    // Overlay on top: QEMU runs an active commit (ready, then pivot onto the base).
+    bool active = disk.running_depth == 0;
+    job.type = active ? VIR_DOMAIN_BLOCK_JOB_TYPE_ACTIVE_COMMIT : VIR_DOMAIN_BLOCK_JOB_TYPE_COMMIT;
+    {
+        std::lock_guard lock(dom->mu);
+        job.dom = ref_of(*dom);
+        const conf::DomainDisk *d = dom->live ? dom->live->disk_by_target(disk.target) : nullptr;
+        if (d && d->src.is_local() && !d->src.empty()) job.path = d->src.path;
+    }
+    job.path_after = active && !job.path.empty() ? disk.base : job.path;
+    return std::make_unique<BlockJobEventRelay>(process.monitor(), events_, std::move(job));
 }
 
 Status QemuDriver::save_config(const conf::DomainDef &def) {
@@ -154,6 +196,7 @@ Result<std::string> QemuDriver::connect_get_capabilities(const rpc::Client &c) {
     in.machines = {"pc-i440fx-7.2", "pc-q35-7.2"};
     in.machine_aliases = {"pc", "q35"};
     in.machine_max_cpus = {255, 288};
+    in.kvm_usable = qemu::host_kvm_support(config_.qemu_binary).usable;
     return format_host_capabilities(in);
 }
 
@@ -381,10 +424,7 @@ Result<rpc::DomainInfo> QemuDriver::domain_get_info(const rpc::Client &, const r
     info.memory_kib = dom->active() ? (def.current_memory_kib ? def.current_memory_kib : def.max_memory_kib)
                                     : (def.current_memory_kib ? def.current_memory_kib : def.max_memory_kib);
     info.nr_virt_cpu = uint16_t(def.vcpus_current.value_or(def.vcpus));
-    if (dom->active()) {
-        // CPU time of the QEMU process, from /proc (utime + stime in clock ticks).
-        info.cpu_time_ns = 0;
-    }
+    if (dom->active() && dom->process) info.cpu_time_ns = process_cpu_time_ns(dom->process->pid());
     return info;
 }
 

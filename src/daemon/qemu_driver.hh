@@ -10,6 +10,7 @@
 #include "conf/domain_config_store.hh"
 #include "conf/snapshot_list.hh"
 #include "conf/state_layout.hh"
+#include "daemon/block_job_events.hh"
 #include "daemon/daemon_config.hh"
 #include "qemu/domain_process.hh"
 #include "qemu/domain_registry.hh"
@@ -17,6 +18,10 @@
 
 #include <memory>
 #include <string>
+
+namespace virtsnap::qemu_snapshot {
+struct ExternalDiskDelete;
+}
 
 namespace virtsnap::daemon {
 
@@ -135,6 +140,11 @@ private:
     snapshot_domain(const rpc::DomainRef &ref);
     rpc::DomainRef ref_of(const qemu::DomainObj &dom) const;  // caller holds dom.mu
     void emit_lifecycle(const std::shared_ptr<qemu::DomainObj> &dom, int event, int detail);
+    // Publishes libvirt's BLOCK_JOB / BLOCK_JOB_2 events of the online commit of
+    // `disk` (snapshot delete) while the returned relay lives; create it before the job.
+    [[nodiscard]] std::unique_ptr<BlockJobEventRelay> relay_commit_events(
+        const std::shared_ptr<qemu::DomainObj> &dom, qemu::DomainProcess &process,
+        const qemu_snapshot::ExternalDiskDelete &disk);
     [[nodiscard]] Status save_config(const conf::DomainDef &def);
     size_t snapshot_count(const std::shared_ptr<qemu::DomainObj> &dom);
 
@@ -147,6 +157,9 @@ private:
     [[nodiscard]] Status with_process(const rpc::DomainRef &ref, const char *api, Op &&op);
     [[nodiscard]] Status reattach_all();
     [[nodiscard]] Status recover_jobs();  // [recovery] qemu_driver_recovery.cc
+    // QEMU started by a revert (or its recovery): `def` paused, or loading a memory image. [recovery]
+    [[nodiscard]] Status start_from_snapshot(const std::shared_ptr<qemu::DomainObj> &dom, const conf::DomainDef &def,
+                                             bool paused, const std::string &memory_file);
 
     StateLayout layout_;
     DaemonConfig config_;

@@ -8,10 +8,13 @@
 // (/etc/virtsnap, /var/lib/virtsnap, /run/virtsnap, /var/log/virtsnap).
 // One daemon per root: the pid file is held locked. SIGTERM/SIGINT stop the
 // daemon cleanly; running guests keep running and are re-attached next start.
+// Under systemd socket activation the sockets come from virtsnapd.socket and
+// virtsnapd-ro.socket (socket_activation.hh).
 
 #include "conf/state_layout.hh"
 #include "daemon/daemon_config.hh"
 #include "daemon/qemu_driver.hh"
+#include "daemon/socket_activation.hh"
 #include "rpc/server.hh"
 #include "util/file.hh"
 #include "util/log.hh"
@@ -20,6 +23,7 @@
 #include <glib-unix.h>
 #include <glib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -108,6 +112,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     std::signal(SIGPIPE, SIG_IGN);
+    // Handled from the start: a SIGTERM while guests are being re-attached
+    // still ends in a clean stop (exit 0, sockets and pid file removed).
+    GMainLoopPtr loop(g_main_loop_new(nullptr, FALSE));
+    g_unix_signal_add(SIGTERM, on_stop_signal, loop.get());
+    g_unix_signal_add(SIGINT, on_stop_signal, loop.get());
 
     Result<StateLayout> layout = opts.root.empty() ? Result<StateLayout>(StateLayout::system())
                                                    : StateLayout::embedded(opts.root);
@@ -122,6 +131,11 @@ int main(int argc, char **argv) {
 
     auto lock = lock_pid_file(layout->pid_file());
     if (!lock) return fail_startup(lock.error());
+    // Removed on every way out, while still locked: no stale pid file is left.
+    ScopeExit remove_pid_file([&] { (void)file::remove(layout->pid_file()); });
+    // Before anything can spawn a child: the LISTEN_* variables are removed here.
+    auto activated = daemon::take_activated_sockets(layout->daemon_socket(), layout->daemon_socket_ro());
+    if (!activated) return fail_startup(activated.error());
 
     daemon::QemuDriver driver(*layout, *config);
     if (auto st = driver.load(); !st) return fail_startup(st.error());
@@ -139,27 +153,23 @@ int main(int argc, char **argv) {
         sopts.group = g->gr_gid;
     }
     sopts.workers = config->max_workers;
-    if (config->keepalive_interval > 0) {
-        sopts.limits.keepalive_interval = std::chrono::seconds(config->keepalive_interval);
-        sopts.limits.keepalive_count = config->keepalive_count;
-    } else {
-        sopts.limits.keepalive_count = 0;
-    }
+    sopts.prio_workers = config->prio_workers;
+    // libvirtd's meaning: an interval <= 0 never pings (PINGs are still answered).
+    sopts.limits.keepalive_interval = std::chrono::seconds(std::max(config->keepalive_interval, 0));
+    sopts.limits.keepalive_count = config->keepalive_count;
+    sopts.rw_listen_fd = activated->rw.release();
+    sopts.ro_listen_fd = activated->ro.release();
     rpc::Server server(driver, sopts);
     driver.set_event_sink(&server.events());
     if (auto st = server.start(); !st) return fail_startup(st.error());
     VS_INFO("virtsnapd serving on %s", layout->daemon_socket().c_str());
     std::fprintf(stderr, "virtsnapd: listening on %s\n", layout->daemon_socket().c_str());
 
-    GMainLoopPtr loop(g_main_loop_new(nullptr, FALSE));
-    g_unix_signal_add(SIGTERM, on_stop_signal, loop.get());
-    g_unix_signal_add(SIGINT, on_stop_signal, loop.get());
     g_main_loop_run(loop.get());
 
     VS_INFO("virtsnapd stopping; running guests keep running");
     server.stop();
     driver.set_event_sink(nullptr);
     driver.detach_all();
-    (void)file::remove(layout->pid_file());
     return 0;
 }

@@ -82,8 +82,8 @@ void Connection::close() {
     }
     ::close(fd_);
     fd_ = -1;
+    // Input is left alone: close() may run while a packet from it is being handled.
     tx_.clear();
-    rx_.clear();
     // The hook drops the server's reference; keep this object alive until we return.
     auto self = shared_from_this();
     if (on_close_) on_close_(id_);
@@ -104,17 +104,16 @@ gboolean Connection::on_io(gpointer p) {
 }
 
 bool Connection::read_input() {
-    size_t old = rx_.size();
-    rx_.resize(old + kReadChunk);
-    ssize_t n = ::recv(fd_, rx_.data() + old, kReadChunk, 0);
+    std::span<uint8_t> room = rx_.reserve(kReadChunk);
+    ssize_t n = ::recv(fd_, room.data(), room.size(), 0);
     if (n < 0) {
-        rx_.resize(old);
+        rx_.commit(0);
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
         VS_DEBUG("connection %llu: read failed: %s", (unsigned long long)id_, g_strerror(errno));
         close();
         return false;
     }
-    rx_.resize(old + size_t(n));
+    rx_.commit(size_t(n));
     if (n == 0) {
         close();
         return false;
@@ -125,21 +124,14 @@ bool Connection::read_input() {
 }
 
 void Connection::process_input() {
-    size_t at = 0;
-    while (!closed_ && in_flight_ < limits_.max_requests && tx_.size() < kOutputPauseReading &&
-           rx_.size() - at >= kLengthWordSize) {
-        uint32_t len = read_length_word(std::span<const uint8_t, 4>(rx_.data() + at, 4));
-        if (auto s = check_length(len); !s) {
-            // A bad length means the stream cannot be resynchronised: drop this client only.
-            VS_WARN("connection %llu: %s; closing it", (unsigned long long)id_, s.error().message().c_str());
-            close();
-            return;
-        }
-        if (rx_.size() - at < len) break;
-        session_.handle_packet(std::span<const uint8_t>(rx_.data() + at + kLengthWordSize, len - kLengthWordSize));
-        at += len;
+    if (closed_) return;
+    auto room = [this] { return !closed_ && in_flight_ < limits_.max_requests && tx_.size() < kOutputPauseReading; };
+    auto st = rx_.drain(room, [this](std::span<const uint8_t> packet) { session_.handle_packet(packet); });
+    if (!st && !closed_) {
+        // A bad length means the stream cannot be resynchronised: drop this client only.
+        VS_WARN("connection %llu: %s; closing it", (unsigned long long)id_, st.error().message().c_str());
+        close();
     }
-    if (!closed_) rx_.erase(rx_.begin(), rx_.begin() + long(at));
 }
 
 void Connection::update_watch() {
@@ -181,16 +173,18 @@ void Connection::flush() {
     }
 }
 
-void Connection::submit(std::function<std::vector<uint8_t>()> job) {
+void Connection::submit(std::function<std::vector<uint8_t>()> job, bool high_priority) {
     in_flight_++;
     std::weak_ptr<Connection> weak = weak_from_this();
     GMainContext *ctx = ctx_;
-    pool_.post([weak, ctx, job = std::move(job)] {
-        std::vector<uint8_t> reply = job();
-        post_to_loop(ctx, [weak, reply = std::move(reply)]() mutable {
-            if (auto c = weak.lock()) c->complete(std::move(reply));
-        });
-    });
+    pool_.post(
+        [weak, ctx, job = std::move(job)] {
+            std::vector<uint8_t> reply = job();
+            post_to_loop(ctx, [weak, reply = std::move(reply)]() mutable {
+                if (auto c = weak.lock()) c->complete(std::move(reply));
+            });
+        },
+        high_priority);
 }
 
 void Connection::complete(std::vector<uint8_t> reply) {
@@ -203,7 +197,7 @@ void Connection::complete(std::vector<uint8_t> reply) {
 }
 
 void Connection::start_keepalive() {
-    if (keepalive_source_ || closed_) return;
+    if (keepalive_source_ || closed_ || !limits_.keepalive_enabled()) return;
     last_rx_ = std::chrono::steady_clock::now();
     keepalive_source_ = g_timeout_source_new(guint(limits_.keepalive_interval.count()));
     g_source_set_callback(keepalive_source_, &Connection::on_keepalive_tick, this, nullptr);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "rpc/driver.hh"
+#include "rpc/frame_reader.hh"
 #include "rpc/session.hh"
 #include "rpc/worker_pool.hh"
 
@@ -22,10 +23,16 @@
 
 namespace virtsnap::rpc {
 
+// libvirtd's keepalive semantics (virKeepAlive): after `keepalive_interval`
+// of silence the client is pinged, at most `keepalive_count` times, and
+// dropped one interval after the last unanswered ping; a count of 0 drops it
+// after one silent interval without pinging. An interval <= 0 disables
+// pinging (PINGs from the client are still answered).
 struct ConnectionLimits {
     unsigned max_requests = 5;  // calls in flight before reading pauses (max_client_requests)
     std::chrono::milliseconds keepalive_interval{5000};
-    unsigned keepalive_count = 5;  // unanswered pings before the client is dropped
+    unsigned keepalive_count = 5;
+    bool keepalive_enabled() const { return keepalive_interval.count() > 0; }
 };
 
 class Connection : public SessionIo, public std::enable_shared_from_this<Connection> {
@@ -48,7 +55,7 @@ public:
 
     // SessionIo
     void send(std::vector<uint8_t> packet) override;
-    void submit(std::function<std::vector<uint8_t>()> job) override;
+    void submit(std::function<std::vector<uint8_t>()> job, bool high_priority) override;
     void start_keepalive() override;
 
 private:
@@ -74,7 +81,7 @@ private:
     GSource *keepalive_source_ = nullptr;
     bool closed_ = false;
 
-    std::vector<uint8_t> rx_;
+    FrameReader rx_;
     std::deque<std::vector<uint8_t>> tx_;
     size_t tx_offset_ = 0;
     unsigned in_flight_ = 0;

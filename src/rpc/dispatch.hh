@@ -1,7 +1,8 @@
 // dispatch.hh - the table of REMOTE procedures that are answered by the Driver:
 // for each, the libvirt API it stands for, whether it changes state (refused on
-// read-only connections, as libvirt's virCheckReadOnlyGoto), and a handler that
-// decodes the arguments, calls the driver and encodes the return value.
+// read-only connections, as libvirt's virCheckReadOnlyGoto), its priority,
+// and a handler that decodes the arguments, calls the driver and encodes the
+// return value.
 //
 // Procedures that act on the connection itself (auth, open/close, features,
 // event registration, keepalive) are not here: rpc::Session answers them.
@@ -24,6 +25,10 @@ enum class Access {
     Write,  // refused there with VIR_ERR_OPERATION_DENIED
 };
 
+// libvirt's `@priority` of the procedure in remote_protocol.x. High ones
+// (lookups, state queries, destroy, define) may run on the priority workers.
+enum class Priority { Low, High };
+
 struct CallContext {
     Driver &driver;
     Client client;
@@ -37,6 +42,7 @@ struct ProcedureInfo {
     const char *name;  // the kProc constant, for logs
     const char *api;   // the public API it implements, for error messages
     Access access;
+    Priority priority;
     Handler handler;
 };
 

@@ -9,7 +9,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,7 +23,12 @@ namespace virtsnap::rpc {
 
 Server::Server(Driver &driver, ServerOptions options) : driver_(driver), options_(std::move(options)) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+    stop();
+    // Passed-in sockets that start() never took over.
+    if (options_.rw_listen_fd >= 0) ::close(options_.rw_listen_fd);
+    if (options_.ro_listen_fd >= 0) ::close(options_.ro_listen_fd);
+}
 
 Status Server::listen_on(const std::string &path, mode_t mode, bool read_only) {
     sockaddr_un addr{};
@@ -60,16 +67,32 @@ Status Server::listen_on(const std::string &path, mode_t mode, bool read_only) {
         return fail(make_system_error(VIR_FROM_RPC, err, "Failed to listen on '" + path + "'"));
     }
 
+    add_listener(fd.release(), path, read_only, true);
+    return ok();
+}
+
+Status Server::adopt(int fd, const std::string &path, bool read_only) {
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        int err = errno;
+        ::close(fd);
+        return fail(make_system_error(VIR_FROM_RPC, err, "Failed to use the socket passed for '" + path + "'"));
+    }
+    add_listener(fd, path, read_only, false);
+    return ok();
+}
+
+void Server::add_listener(int fd, const std::string &path, bool read_only, bool remove_on_stop) {
     auto l = std::make_unique<Listener>();
-    l->fd = fd.release();
+    l->fd = fd;
     l->read_only = read_only;
     l->path = path;
+    l->remove_on_stop = remove_on_stop;
     l->server = this;
     l->source = g_unix_fd_source_new(l->fd, G_IO_IN);
     g_source_set_callback(l->source, G_SOURCE_FUNC(&Server::on_accept), l.get(), nullptr);
     g_source_attach(l->source, ctx_);
     listeners_.push_back(std::move(l));
-    return ok();
 }
 
 Status Server::start() {
@@ -79,16 +102,21 @@ Status Server::start() {
     }
     ctx_ = g_main_context_new();
     loop_ = g_main_loop_new(ctx_, FALSE);
-    pool_ = std::make_unique<WorkerPool>(options_.workers);
+    pool_ = std::make_unique<WorkerPool>(options_.workers, options_.prio_workers);
 
-    Status s = listen_on(options_.rw_socket_path, options_.rw_mode, false);
-    if (s && !options_.ro_socket_path.empty()) s = listen_on(options_.ro_socket_path, options_.ro_mode, true);
+    // A socket systemd did not pass (its unit not enabled) is made here, as libvirtd does.
+    int rw_fd = std::exchange(options_.rw_listen_fd, -1), ro_fd = std::exchange(options_.ro_listen_fd, -1);
+    Status s = rw_fd >= 0 ? adopt(rw_fd, options_.rw_socket_path, false)
+                          : listen_on(options_.rw_socket_path, options_.rw_mode, false);
+    if (ro_fd >= 0 && (!s || options_.ro_socket_path.empty())) ::close(ro_fd);
+    else if (s && ro_fd >= 0) s = adopt(ro_fd, options_.ro_socket_path, true);
+    else if (s && !options_.ro_socket_path.empty()) s = listen_on(options_.ro_socket_path, options_.ro_mode, true);
     if (!s) {
         for (auto &l : listeners_) {
             g_source_destroy(l->source);
             g_source_unref(l->source);
             ::close(l->fd);
-            ::unlink(l->path.c_str());
+            if (l->remove_on_stop) ::unlink(l->path.c_str());
         }
         listeners_.clear();
         pool_.reset();
@@ -136,7 +164,7 @@ void Server::stop() {
     pool_->shutdown();
     for (auto &l : listeners_) {
         ::close(l->fd);
-        ::unlink(l->path.c_str());
+        if (l->remove_on_stop) ::unlink(l->path.c_str());
     }
     listeners_.clear();
     g_main_loop_unref(loop_);

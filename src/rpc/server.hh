@@ -36,7 +36,13 @@ struct ServerOptions {
     mode_t rw_mode = 0600;
     mode_t ro_mode = 0600;
     std::optional<gid_t> group;  // group owner of both sockets
+    // Sockets already bound and listening (systemd socket activation): the
+    // server takes them over instead of binding the path, and neither changes
+    // their mode nor removes them; whoever made them (the .socket unit) owns them.
+    int rw_listen_fd = -1;
+    int ro_listen_fd = -1;
     unsigned workers = 5;        // libvirtd's min_workers
+    unsigned prio_workers = 5;   // libvirtd's prio_workers: run only high-priority calls
     unsigned max_clients = 5000;
     ConnectionLimits limits;
 };
@@ -69,10 +75,13 @@ private:
         int fd = -1;
         bool read_only = false;
         std::string path;
+        bool remove_on_stop = true;  // false for sockets passed in
         GSource *source = nullptr;
         Server *server = nullptr;
     };
     [[nodiscard]] Status listen_on(const std::string &path, mode_t mode, bool read_only);
+    [[nodiscard]] Status adopt(int fd, const std::string &path, bool read_only);
+    void add_listener(int fd, const std::string &path, bool read_only, bool remove_on_stop);
     static gboolean on_accept(gint fd, GIOCondition cond, gpointer listener);
     void accept_client(Listener &l);
     void for_each_session(std::function<void(Session &)> fn);

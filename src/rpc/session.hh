@@ -32,8 +32,9 @@ public:
     // Queues a packet for the client.
     virtual void send(std::vector<uint8_t> packet) = 0;
     // Runs `job` (a driver call) and sends the packet it returns, as a reply;
-    // if the client went away meanwhile the packet is dropped.
-    virtual void submit(std::function<std::vector<uint8_t>()> job) = 0;
+    // if the client went away meanwhile the packet is dropped. High-priority
+    // jobs may also run on the priority workers (see WorkerPool).
+    virtual void submit(std::function<std::vector<uint8_t>()> job, bool high_priority) = 0;
     // The client asked for keepalive (SUPPORTS_FEATURE 10): start pinging it.
     virtual void start_keepalive() = 0;
     // A keepalive PONG (or PING) arrived.
@@ -84,6 +85,8 @@ private:
 
 // libvirt's number of domain event ids in 9.0 (VIR_DOMAIN_EVENT_ID_LAST).
 inline constexpr int32_t kDomainEventIdCount = 27;
+// The last REMOTE procedure of libvirt 9.0 (REMOTE_PROC_DOMAIN_FD_ASSOCIATE).
+inline constexpr int32_t kLastRemoteProcedure = 443;
 
 // True for the VIR_DRV_FEATURE_* values virtsnap answers 1 to.
 bool feature_supported(int32_t feature);

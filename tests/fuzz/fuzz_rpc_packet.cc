@@ -1,19 +1,27 @@
-// fuzz_rpc_packet.cc - libFuzzer target for the server's packet path: framing
-// (length word checks), header parsing, and every dispatch-table handler's
-// argument decoding, driver call and reply encoding, through a real Session.
+// fuzz_rpc_packet.cc - libFuzzer target for the server's packet path: the
+// framing of rpc::FrameReader (the code rpc::Connection reads its socket
+// through: length word checks, partial packets, pausing at the in-flight
+// limit), header parsing, and every dispatch-table handler's argument
+// decoding, driver call and reply encoding, through a real Session.
 //
-// Input layout: the bytes are a stream of packets as a client would send them,
-// after a canned CONNECT_OPEN so calls reach the driver. If the first byte is
-// odd, the rest is instead fed as a payload straight to one procedure's handler
-// chosen by the second byte, which reaches the decoders without a valid header.
+// Input layout: the first byte is a mode; the rest is a stream of packets as a
+// client would send them, after a canned CONNECT_OPEN so calls reach the
+// driver. Mode bit 0 set: the rest is instead fed as a payload straight to one
+// procedure's handler chosen by the second byte, which reaches the decoders
+// without a valid header. Bit 1: a read-only connection. Bits 2..7: the rest
+// arrives in chunks of that many bytes (0: all at once), as recv() may split it.
 
+#include "rpc/connection.hh"
 #include "rpc/dispatch.hh"
+#include "rpc/frame_reader.hh"
 #include "rpc/packet.hh"
 #include "rpc/remote_protocol.hh"
 #include "rpc/session.hh"
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -43,12 +51,20 @@ public:
     }
 };
 
+// Driver calls wait in a queue as they would on the worker pool, so the
+// reader pauses at the in-flight limit exactly as a Connection does.
 class FuzzIo : public SessionIo {
 public:
     size_t sent = 0;
+    std::deque<std::function<std::vector<uint8_t>()>> pending;
     void send(std::vector<uint8_t> packet) override { sent += packet.size(); }
-    void submit(std::function<std::vector<uint8_t>()> job) override { send(job()); }
+    void submit(std::function<std::vector<uint8_t>()> job, bool) override { pending.push_back(std::move(job)); }
     void start_keepalive() override {}
+    void complete_one() {
+        auto job = std::move(pending.front());
+        pending.pop_front();
+        send(job());
+    }
 };
 
 std::vector<uint8_t> open_packet() {
@@ -80,13 +96,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     auto open = open_packet();
     session.handle_packet(std::span<const uint8_t>(open).subspan(kLengthWordSize));
 
-    // The same framing rules as rpc::Connection: a bad length ends the stream.
+    FrameReader reader;
+    ConnectionLimits limits;
+    auto room = [&] { return io.pending.size() < limits.max_requests; };
+    auto handle = [&](std::span<const uint8_t> packet) { session.handle_packet(packet); };
+    size_t chunk = data[0] >> 2;
     std::span<const uint8_t> in(data + 1, size - 1);
-    while (in.size() >= kLengthWordSize) {
-        uint32_t len = read_length_word(in.first<4>());
-        if (!check_length(len) || len > in.size()) break;
-        session.handle_packet(in.subspan(kLengthWordSize, len - kLengthWordSize));
-        in = in.subspan(len);
+    bool broken = false;
+    while (!broken && (!in.empty() || !io.pending.empty())) {
+        size_t n = chunk ? std::min(chunk, in.size()) : in.size();
+        reader.append(in.first(n));
+        in = in.subspan(n);
+        // A bad length ends the stream, as it closes a Connection.
+        broken = !reader.drain(room, handle);
+        // Replies complete one at a time and let held-back packets proceed.
+        while (!broken && !io.pending.empty()) {
+            io.complete_one();
+            broken = !reader.drain(room, handle);
+        }
     }
     session.deliver_lifecycle(DomainRef{"a", Uuid{}, 1}, 0, 0);
     session.deliver_block_job(DomainRef{"a", Uuid{}, 1}, "/p", "vda", 2, 3);

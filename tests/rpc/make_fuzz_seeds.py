@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of fuzz_rpc_packet (tests/fuzz/seeds/fuzz_rpc_packet/).
 
-Each seed is one mode byte (0: packet stream, 1: raw payload for a handler) and
-then client packets in libvirt's framing, as virsh sends them after CONNECT_OPEN.
+Each seed is one mode byte (bit 0: raw payload for a handler instead of a packet
+stream; bit 1: read-only; bits 2..7: chunk size the stream arrives in) and then
+client packets in libvirt's framing, as virsh sends them after CONNECT_OPEN.
 """
 import os
 import struct
@@ -44,6 +45,11 @@ def main(out):
     for name, data in seeds.items():
         with open(os.path.join(out, name), "wb") as f:
             f.write(b"\0" + data)
+    # Split across reads (3-byte chunks), and more calls than may be in flight at once.
+    with open(os.path.join(out, "chunked"), "wb") as f:
+        f.write(bytes([3 << 2]) + seeds["lookup_xml"] + seeds["list_all"])
+    with open(os.path.join(out, "in_flight"), "wb") as f:
+        f.write(b"\0" + b"".join(packet(212, 20 + i, dom("a") + struct.pack(">I", 0)) for i in range(8)))
     # Raw payload seeds: mode 1, procedure index, payload.
     with open(os.path.join(out, "raw_dom_flags"), "wb") as f:
         f.write(b"\x01\x07" + dom("x") + struct.pack(">I", 0))
