@@ -162,8 +162,24 @@ void run_commit(test::Tap &t, const std::string &script, bool expect_ok, const s
 
 }  // namespace
 
+// The plan survives the commit record unchanged (recovery rolls forward from it).
+void test_commit_record(test::Tap &t) {
+    std::vector<ExternalDiskDelete> plan(2);
+    plan[0] = {"vda", "/i/o: 1.qcow2", "/i/b.qcow2", "qcow2", ExternalDeleteMode::Commit, {"/i/c1", "/i/c2"}, 0};
+    plan[1] = {"vdb", "/i/o2", "/i/b2", "raw", ExternalDeleteMode::Keep, {}, -1};
+    auto back = external_delete_from_commit(external_delete_commit_fields(plan));
+    bool same = back && back->size() == 2;
+    for (size_t i = 0; same && i < 2; ++i) {
+        const auto &a = plan[i], &b = (*back)[i];
+        same = a.target == b.target && a.overlay == b.overlay && a.base == b.base && a.base_format == b.base_format &&
+               a.mode == b.mode && a.rebase == b.rebase && a.running_depth == b.running_depth;
+    }
+    t.ok(same, "external delete plan round-trips through the commit record");
+}
+
 int main() {
     test::Tap t;
+    test_commit_record(t);
     std::string dir = test::temp_dir("snapdelete");
     if (!process::run_capture({{"qemu-io", "--version"}})) t.skip("qemu-img tests", "qemu-utils not installed");
     else test_plan_and_commit(t, dir);

@@ -1,7 +1,8 @@
 // qemusnapshotreverttest.cc - the revert state machines: every edge of the
 // diagrams in snapshot_revert.hh. Shut-off paths run real qemu-img and
 // qemu-io on scratch images; the QEMU paths replay QMP conversations with
-// injected errors (tests/qemusnapshotrevertdata/*.qmp).
+// injected errors (tests/qemusnapshotrevertdata/*.qmp), among them a load
+// that fails after QEMU began loading (the guest must stay paused).
 
 #include "qemu/monitor.hh"
 #include "qemu/qemu_img.hh"
@@ -151,7 +152,7 @@ void test_external_prepare(test::Tap &t, const std::string &dir) {
 }
 
 void run_script(test::Tap &t, const std::string &name, bool expect_ok, const std::string &expect_error,
-                bool expect_running) {
+                bool expect_running, bool expect_partly_loaded = false) {
     test::MockQmpServer server;
     if (!server.load_script(test::source_dir() + "/qemusnapshotrevertdata/" + name + ".qmp")) {
         t.ok(false, name + ": script loads");
@@ -172,6 +173,7 @@ void run_script(test::Tap &t, const std::string &name, bool expect_ok, const std
     req.job_timeout = std::chrono::seconds(10);
     Status st = revert_internal_active(req);
     t.eq(bool(st), expect_ok, name + ": outcome");
+    t.eq(req.partly_loaded, expect_partly_loaded, name + ": partly loaded");
     if (!st) t.eq(st.error().message(), expect_error, name + ": first error kept");
     t.eq(ctl.running(), expect_running, name + ": run state after");
     mon->reset();
@@ -192,6 +194,13 @@ int main() {
         test_internal_inactive(t, dir);
         test_external_prepare(t, dir);
     }
+    t.ok(snapshot_load_failed_before_loading("Snapshot 's1' does not exist in one or more devices") &&
+             snapshot_load_failed_before_loading("This is a disk-only snapshot. Revert to it offline using qemu-img"),
+         "QEMU's checks before loading are told apart");
+    t.ok(!snapshot_load_failed_before_loading("Error -22 while loading VM state") &&
+             !snapshot_load_failed_before_loading("Could not load snapshot 's1' on 'libvirt-2-format': EIO") &&
+             !snapshot_load_failed_before_loading(""),
+         "errors while loading, and unknown ones, count as partly loaded");
     run_script(t, "load-ok", true, "", false);
     run_script(t, "load-cmd-error", false,
                "internal error: unable to execute QEMU command 'snapshot-load': Job ID 'snapshot-load' already in use",
@@ -199,6 +208,10 @@ int main() {
     run_script(t, "load-job-error", false,
                "operation failed: Failed to revert snapshot: Snapshot 's1' does not exist in one or more devices",
                true);
+    run_script(t, "load-job-late-error", false,
+               "operation failed: Failed to revert snapshot: Error -22 while loading VM state (the guest is left "
+               "paused and may be partly at the snapshot: revert again or destroy it)",
+               false, true);
     run_script(t, "stop-error", false,
                "internal error: unable to execute QEMU command 'stop': injected stop failure", true);
     return t.finish();

@@ -7,14 +7,43 @@
 
 #include "qemu/agent.hh"
 #include "qemu_snapshot/job_recovery.hh"
+#include "util/file.hh"
 #include "util/job_journal.hh"
 #include "util/log.hh"
 
 #include <libvirt/libvirt.h>
 
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
 #define LOG_MODULE "daemon.recovery"
 
 namespace virtsnap::daemon {
+
+namespace {
+
+// A QEMU whose start a killed daemon had not finished has a pidfile but no
+// status file, so nothing re-attached it; it holds the domain's images. It
+// never ran the guest (-S, cont comes after the status file).
+Status discard_unattached_qemu(const std::string &pidfile) {
+    auto text = file::read(pidfile, 64);
+    if (!text) return ok();
+    pid_t pid = pid_t(std::atoi(text->c_str()));
+    if (pid <= 1) return ok();
+    // Only the QEMU that wrote this pidfile: its command line names it.
+    auto cmdline = file::read("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
+    if (!cmdline || cmdline->find(pidfile) == std::string::npos) return ok();
+    VS_WARN("recovery: killing QEMU %d, started by an interrupted revert", int(pid));
+    if (::kill(pid, SIGKILL) < 0 && errno != ESRCH)
+        return fail(make_system_error(VIR_FROM_QEMU, errno, "cannot kill QEMU " + std::to_string(pid)));
+    for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    (void)file::remove(pidfile, VIR_FROM_QEMU);
+    return ok();
+}
+
+}  // namespace
 
 Status QemuDriver::recover_jobs() {
     auto scan = TRY(JobJournal::scan(layout_.journal_dir()));
@@ -84,12 +113,32 @@ Status QemuDriver::recover_jobs() {
             }
             return list.get();
         }
-        Status resume() override {
+        Status resume_as(int reason) {
             auto *p = process();
             if (!p) return ok();
             // The status file may still say running while QEMU is paused.
             if (p->state().first == VIR_DOMAIN_RUNNING) return p->monitor().cont();
-            return p->resume(VIR_DOMAIN_RUNNING_UNPAUSED);
+            return p->resume(reason);
+        }
+        Status resume() override { return resume_as(VIR_DOMAIN_RUNNING_UNPAUSED); }
+        Status resume_from_snapshot() override { return resume_as(VIR_DOMAIN_RUNNING_FROM_SNAPSHOT); }
+        Status start(const conf::DomainDef &def, bool paused, const std::string &memory_file) override {
+            if (!dom) return fail(VIR_ERR_NO_DOMAIN, VIR_FROM_QEMU, "no domain for the journal");
+            drv.release_stopped_process(dom);
+            return drv.start_from_snapshot(dom, def, paused, memory_file);
+        }
+        Status discard_unattached() override {
+            if (!dom || process()) return ok();
+            std::string name;
+            {
+                std::lock_guard lock(dom->mu);
+                name = dom->def->name;
+            }
+            auto paths = TRY(qemu::ProcessPaths::for_domain(drv.layout_, name));
+            return discard_unattached_qemu(paths.pidfile);
+        }
+        void note_failed_revert() override {
+            if (dom) drv.emit_lifecycle(dom, VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR);
         }
         Status halt() override {
             auto *p = process();

@@ -68,20 +68,13 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
 
     // Everything that still needs images, but `skip`.
     auto build_refs = [&](const std::string &skip) {
-        qemu_snapshot::ImageRefs refs;
         std::shared_ptr<const conf::DomainDef> def, live;
         {
             std::lock_guard lock(dom->mu);
             def = dom->def;
             live = dom->live;
         }
-        if (def) refs.add_domain(*def);
-        if (live) refs.add_domain(*live);
-        if (auto names = list->list_all(0))
-            for (const auto &n : *names)
-                if (n != skip)
-                    if (auto s = list->find(n)) refs.add_snapshot(**s);
-        return refs;
+        return qemu_snapshot::collect_image_refs(def.get(), live.get(), *list, skip);
     };
 
     // libvirt's validation for internal snapshots of a running domain, for
@@ -169,13 +162,7 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
                 commits = commits || d.mode == qemu_snapshot::ExternalDeleteMode::Commit;
             }
             // ══ commit point: from the first commit on, the delete only rolls forward ══
-            JournalFields cf;
-            for (size_t i = 0; i < plan->size(); ++i)
-                cf.set("disk" + std::to_string(i),
-                       (*plan)[i].target + ":" +
-                           std::string(qemu_snapshot::external_delete_mode_name((*plan)[i].mode)) + ":" +
-                           (*plan)[i].overlay + ":" + (*plan)[i].base);
-            if (auto st = journal.commit(cf); !st) {
+            if (auto st = journal.commit(qemu_snapshot::external_delete_commit_fields(*plan)); !st) {
                 finish_journal("rolled-back");
                 return st;
             }
@@ -187,6 +174,7 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
                 Status st = ok();
                 if (process && d.running_depth >= 0) {
                     qemu_snapshot::ProcessDomainControl ctl(*process, "snapshot-delete", journal.id(), abort_fn);
+                    auto relay = relay_commit_events(dom, *process, d);  // BLOCK_JOB(_2) events
                     st = qemu_snapshot::commit_online(ctl, d, graph, &journal);
                     (void)process->set_job(std::nullopt);
                     graph_changed = graph_changed || st.has_value();
@@ -207,36 +195,9 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
             }
             auto new_def = pdef->clone();
             auto new_live = live ? live->clone() : std::unique_ptr<conf::DomainDef>();
-            bool def_changed = false, live_changed = false;
-            for (const auto &d : *plan) {
-                if (d.mode != qemu_snapshot::ExternalDeleteMode::Commit) continue;
-                def_changed = qemu_snapshot::drop_layer_in_domain(*new_def, d.overlay, d.base, d.base_format) ||
-                              def_changed;
-                if (new_live)
-                    live_changed =
-                        qemu_snapshot::drop_layer_in_domain(*new_live, d.overlay, d.base, d.base_format) ||
-                        live_changed;
-                if (auto names = list->list_all(0)) {
-                    for (const auto &n : *names) {
-                        if (n == name) continue;
-                        auto other = list->find(n);
-                        if (!other) continue;
-                        auto copy = (*other)->clone();
-                        bool changed = false;
-                        if (copy->domain)
-                            changed = qemu_snapshot::drop_layer_in_domain(*copy->domain, d.overlay, d.base,
-                                                                          d.base_format);
-                        if (copy->inactive_domain)
-                            changed = qemu_snapshot::drop_layer_in_domain(*copy->inactive_domain, d.overlay, d.base,
-                                                                          d.base_format) ||
-                                      changed;
-                        if (changed)
-                            if (auto st = list->replace_def(std::move(copy)); !st)
-                                VS_WARN("cannot update snapshot '%s': %s", n.c_str(),
-                                        st.error().message().c_str());
-                    }
-                }
-            }
+            bool def_changed = qemu_snapshot::drop_committed_layers(*new_def, *plan);
+            bool live_changed = new_live && qemu_snapshot::drop_committed_layers(*new_live, *plan);
+            qemu_snapshot::drop_committed_layers_in_snapshots(*list, name, *plan);
             if (def_changed) {
                 if (persistent) {
                     if (auto st = save_config(*new_def); !st)
@@ -255,25 +216,7 @@ Status QemuDriver::domain_snapshot_delete(const rpc::Client &c, const rpc::Snaps
                 dom->live = nl;
             }
             // Overlays and the memory image go only when nothing refers to them any more.
-            qemu_snapshot::ImageRefs after = build_refs(name);
-            for (const auto &d : *plan) {
-                if (!file::exists(d.overlay) || after.referenced(d.overlay)) continue;
-                TRY(journal.intent("unlink", {{"path", d.overlay}}));
-                if (auto st = file::remove(d.overlay, VIR_FROM_QEMU); !st)
-                    VS_WARN("cannot remove %s: %s", d.overlay.c_str(), st.error().message().c_str());
-                else
-                    (void)journal.done("unlink");
-            }
-            if (!snap->memory_file.empty() && file::exists(snap->memory_file)) {
-                bool shared = false;
-                if (auto names = list->list_all(0))
-                    for (const auto &n : *names)
-                        if (n != name)
-                            if (auto o = list->find(n); o && (*o)->memory_file == snap->memory_file) shared = true;
-                if (!shared)
-                    if (auto st = file::remove(snap->memory_file, VIR_FROM_QEMU); !st)
-                        VS_WARN("cannot remove %s: %s", snap->memory_file.c_str(), st.error().message().c_str());
-            }
+            qemu_snapshot::remove_unreferenced_images(*snap, *plan, build_refs(name), *list, &journal);
         }
         // ---- metadata ----
         if (auto st = list->remove_metadata(name, conf::MomentRemoveMode::Single); !st) {

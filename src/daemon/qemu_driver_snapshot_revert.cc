@@ -27,15 +27,6 @@ namespace {
 constexpr const char *kRunningName = "VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING";
 constexpr const char *kPausedName = "VIR_DOMAIN_SNAPSHOT_REVERT_PAUSED";
 
-// The snapshot's definition as the domain's: name and uuid are the domain's.
-std::unique_ptr<conf::DomainDef> adopt(const conf::DomainDef &src, const conf::DomainDef &current) {
-    auto d = src.clone();
-    d->name = current.name;
-    d->uuid = current.uuid;
-    d->id = -1;
-    return d;
-}
-
 }  // namespace
 
 Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::SnapshotRef &ref, uint32_t flags) {
@@ -93,9 +84,20 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
                              (snap->state == conf::SnapshotState::Paused &&
                               !(flags & VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING));
 
-    std::unique_ptr<conf::DomainDef> new_persistent =
-        adopt(snap->inactive_domain ? *snap->inactive_domain : *snap->domain, *persistent_def);
-    std::unique_ptr<conf::DomainDef> new_live = adopt(*snap->domain, *persistent_def);
+    std::unique_ptr<conf::DomainDef> new_persistent = qemu_snapshot::adopt_snapshot_domain(
+        snap->inactive_domain ? *snap->inactive_domain : *snap->domain, persistent_def->name, persistent_def->uuid);
+    std::unique_ptr<conf::DomainDef> new_live =
+        qemu_snapshot::adopt_snapshot_domain(*snap->domain, persistent_def->name, persistent_def->uuid);
+
+    // Checks that need no journal: nothing is touched yet.
+    if (!external) {
+        const conf::DomainDef &tag_def = snap_online && !active ? *new_live : *new_persistent;
+        if (!(snap_online && active))
+            TRY(qemu_snapshot::check_internal_tag(qemu_snapshot::internal_snapshot_disks(*snap, tag_def),
+                                                  snap->name));
+    } else if (memory_external && snap_online) {
+        TRY(qemu::open_save_image(snap->memory_file));
+    }
 
     rpc::DomainRef dref;
     {
@@ -103,54 +105,41 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
         dref = ref_of(*dom);
     }
 
-    // ---- journal ----
+    // ---- journal (records and recovery: docs/snapshots.md) ----
     JournalHeader header;
     header.operation = "snapshot-revert";
     header.domain_uuid = dom->uuid.str();
     header.fields.set("domain", persistent_def->name).set("snapshot", snap->name).set("flags", flags);
     header.fields.set("mode", std::string(external ? (memory_external ? "external-memory" : "external")
                                                    : (snap_online ? "internal-online" : "internal-offline")));
+    header.fields.set("was_active", int64_t(active ? 1 : 0));
+    header.fields.set("paused_after", int64_t(want_paused ? 1 : 0));
+    header.fields.set("start_after", int64_t(run_flags ? 1 : 0));
     TRY(file::make_dirs(layout_.journal_dir(), 0700, VIR_FROM_QEMU));
     JobJournal journal = TRY(JobJournal::create(layout_.journal_dir(), header));
     auto finish_journal = [&journal](const char *outcome) {
         if (auto st = journal.finish(outcome); !st) VS_WARN("cannot end journal: %s", st.error().message().c_str());
     };
 
-    // ---- helpers over the domain ----
+    // ---- helpers over the domain, each step journalled ----
     auto stop_qemu = [&]() -> Status {
         qemu::DomainProcess *p;
         {
             std::lock_guard lock(dom->mu);
             p = dom->process.get();
         }
-        if (p && p->active()) TRY(p->stop(VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT));
+        if (p && p->active()) {
+            TRY(journal.intent("stop-qemu"));
+            TRY(p->stop(VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT));
+            (void)journal.done("stop-qemu");
+        }
         release_stopped_process(dom);
         return ok();
     };
-    auto start_qemu = [&](const conf::DomainDef &def, bool paused, int incoming_fd) -> Status {
-        auto live = def.clone();
-        auto paths = TRY(qemu::ProcessPaths::for_domain(layout_, live->name));
-        int id = domains_.allocate_id();
-        live->id = id;
-        qemu::DomainProcess::StartOptions opts;
-        opts.paused = paused;
-        opts.host = qemu::probe_host();
-        opts.incoming_fd = incoming_fd;
-        opts.running_reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;
-        opts.paused_reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
-        opts.started_detail = VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT;
-        opts.suspended_detail = VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT;
-        auto process = TRY(qemu::DomainProcess::start(*live, paths, opts, process_handler(dom)));
-        auto [state, reason] = process->state();
-        {
-            std::lock_guard lock(dom->mu);
-            dom->live = process->live_def() ? process->live_def() : std::shared_ptr<const conf::DomainDef>(std::move(live));
-            dom->id = id;
-            dom->state = state;
-            dom->reason = reason;
-            dom->process = std::move(process);
-        }
-        domains_.set_id(dom, id);
+    auto start_qemu = [&](const conf::DomainDef &def, bool paused, const std::string &memory) -> Status {
+        TRY(journal.intent("start-qemu", {{"paused", int64_t(paused ? 1 : 0)}, {"memory", memory}}));
+        TRY(start_from_snapshot(dom, def, paused, memory));
+        (void)journal.done("start-qemu");
         return ok();
     };
     auto install_persistent = [&](std::unique_ptr<conf::DomainDef> def) -> Status {
@@ -172,10 +161,7 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
         // ---- internal with memory: QEMU's snapshot-load ----
         bool started_here = false;
         if (!active) {
-            // Check the tags before anything starts.
-            TRY(qemu_snapshot::check_internal_tag(qemu_snapshot::internal_snapshot_disks(*snap, *new_live),
-                                                  snap->name));
-            if (auto st = start_qemu(*new_live, true, -1); !st) {
+            if (auto st = start_qemu(*new_live, true, ""); !st) {
                 finish_journal("rolled-back");
                 return st;
             }
@@ -224,6 +210,12 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
             st = qemu_snapshot::revert_internal_active(req);
             (void)process->set_job(std::nullopt);
         }
+        if (!st && req.partly_loaded) {
+            // Well defined, not hidden: the guest stays paused, an event says why.
+            emit_lifecycle(dom, VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_API_ERROR);
+            finish_journal("failed");
+            return st;
+        }
         if (!st) {
             if (started_here) (void)stop_qemu();
             finish_journal("rolled-back");
@@ -241,30 +233,26 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
         }
     } else if (!external) {
         // ---- internal without memory: qemu-img snapshot -a on shut-off disks ----
-        TRY(qemu_snapshot::check_internal_tag(qemu_snapshot::internal_snapshot_disks(*snap, *new_persistent),
-                                              snap->name));
-        if (auto st = stop_qemu(); !st) {
-            finish_journal("rolled-back");
-            return st;
+        if (active) {
+            // ══ commit point: stopping QEMU loses the running guest, so from here on forward only ══
+            if (auto st = journal.commit(); !st) {
+                finish_journal("rolled-back");
+                return st;
+            }
+            if (auto st = stop_qemu(); !st) {
+                finish_journal("failed");
+                return st;
+            }
         }
         if (auto st = qemu_snapshot::revert_internal_inactive(*snap, *new_persistent, &journal); !st) {
-            finish_journal("rolled-back");
+            finish_journal(journal.committed() ? "failed" : "rolled-back");
             return st;
         }
         auto boot_def = new_persistent->clone();
         note_late(install_persistent(std::move(new_persistent)));
-        if (run_flags && !late_error) note_late(start_qemu(*boot_def, want_paused, -1));
+        if (run_flags && !late_error) note_late(start_qemu(*boot_def, want_paused, ""));
     } else {
         // ---- external: new overlays on the snapshot's images ----
-        std::optional<qemu::SaveImage> image;
-        if (memory_external && snap_online) {
-            auto img = qemu::open_save_image(snap->memory_file);
-            if (!img) {
-                finish_journal("rolled-back");
-                return fail(std::move(img).error());
-            }
-            image = std::move(*img);
-        }
         qemu_snapshot::Txn txn;
         auto prepared = qemu_snapshot::revert_external_prepare(*snap, *new_persistent, txn, &journal);
         if (!prepared) {
@@ -276,36 +264,21 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
             if (const conf::DomainDisk *pd = prepared->def->disk_by_target(d.target_dev))
                 for (const auto &sd : snap->disks)
                     if (sd.name == d.target_dev && sd.snapshot == conf::SnapshotLocation::External) d.src = pd->src;
-        if (auto st = stop_qemu(); !st) {
+        // ══ commit point: before the old QEMU is stopped; recovery installs these definitions ══
+        const unsigned fmt = conf::kDomainFormatInactive | conf::kDomainFormatSecure;
+        if (auto st = journal.commit({{"persistent", prepared->def->format_string(fmt)},
+                                      {"live", new_live->format_string(fmt)}});
+            !st) {
             finish_journal("rolled-back");
             return fail(txn.abort(std::move(st).error()));
         }
-        // ══ commit point: the old QEMU is gone; the new definition goes in ══
-        if (auto st = journal.commit({{"overlays", std::to_string(prepared->overlays.size())}}); !st)
-            VS_WARN("cannot record the commit of the revert: %s", st.error().message().c_str());
         txn.commit();
-        note_late(install_persistent(std::move(prepared->def)));
-        if (image) {
-            if (!late_error) {
-                Status st = start_qemu(*new_live, true, image->fd.get());
-                note_late(st);
-                if (st) {
-                    if (!want_paused) {
-                        qemu::DomainProcess *p;
-                        {
-                            std::lock_guard lock(dom->mu);
-                            p = dom->process.get();
-                        }
-                        if (p) note_late(p->resume(VIR_DOMAIN_RUNNING_FROM_SNAPSHOT));
-                    } else {
-                        std::lock_guard lock(dom->mu);
-                        dom->reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
-                    }
-                }
-            }
-        } else if (run_flags && !late_error) {
-            note_late(start_qemu(*new_live, want_paused, -1));
-        }
+        note_late(stop_qemu());
+        if (!late_error) note_late(install_persistent(std::move(prepared->def)));
+        if (!late_error && memory_external && snap_online)
+            note_late(start_qemu(*new_live, want_paused, snap->memory_file));
+        else if (!late_error && run_flags)
+            note_late(start_qemu(*new_live, want_paused, ""));
     }
 
     // ---- current ----
@@ -314,6 +287,39 @@ Status QemuDriver::domain_revert_to_snapshot(const rpc::Client &c, const rpc::Sn
     finish_journal(late_error ? "incomplete" : "ok");
     (void)dref;
     if (late_error) return fail(std::move(*late_error));
+    return ok();
+}
+
+Status QemuDriver::start_from_snapshot(const std::shared_ptr<qemu::DomainObj> &dom, const conf::DomainDef &def,
+                                       bool paused, const std::string &memory_file) {
+    std::optional<qemu::SaveImage> image;
+    if (!memory_file.empty()) image = TRY(qemu::open_save_image(memory_file));
+    auto live = def.clone();
+    auto paths = TRY(qemu::ProcessPaths::for_domain(layout_, live->name));
+    int id = domains_.allocate_id();
+    live->id = id;
+    qemu::DomainProcess::StartOptions opts;
+    // With memory QEMU starts paused to load it; the guest runs only once it is in.
+    opts.paused = paused || image;
+    opts.host = qemu::probe_host();
+    opts.incoming_fd = image ? image->fd.get() : -1;
+    opts.running_reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;
+    opts.paused_reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
+    opts.started_detail = VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT;
+    opts.suspended_detail = VIR_DOMAIN_EVENT_SUSPENDED_FROM_SNAPSHOT;
+    auto process = TRY(qemu::DomainProcess::start(*live, paths, opts, process_handler(dom)));
+    qemu::DomainProcess *p = process.get();
+    auto [state, reason] = process->state();
+    {
+        std::lock_guard lock(dom->mu);
+        dom->live = process->live_def() ? process->live_def() : std::shared_ptr<const conf::DomainDef>(std::move(live));
+        dom->id = id;
+        dom->state = state;
+        dom->reason = reason;
+        dom->process = std::move(process);
+    }
+    domains_.set_id(dom, id);
+    if (image && !paused) TRY(p->resume(VIR_DOMAIN_RUNNING_FROM_SNAPSHOT));
     return ok();
 }
 

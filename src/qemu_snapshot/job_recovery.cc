@@ -6,11 +6,14 @@
 #include "qemu/qemu_img.hh"
 #include "qemu/save_image.hh"
 #include "qemu_snapshot/snapshot_create.hh"
+#include "qemu_snapshot/snapshot_delete.hh"
+#include "qemu_snapshot/snapshot_revert.hh"
 #include "util/file.hh"
 #include "util/log.hh"
 
 #include <libvirt/libvirt.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -65,26 +68,36 @@ Status unlink_or_truncate(const std::string &path, bool existed) {
     return ok();
 }
 
-// Polls query-jobs until `id` has ended; dismisses it. Returns its error text, if any.
-Result<std::optional<std::string>> settle_job(qemu::Monitor &mon, const std::string &id,
-                                              std::chrono::milliseconds wait) {
+// The last state of QEMU job `id` once it is no longer running, or has
+// reached a status of `stop_at` (nullopt: QEMU has no such job); not
+// dismissed. A pending job is finalized.
+Result<std::optional<qemu::JobInfo>> wait_job_end(qemu::Monitor &mon, const std::string &id,
+                                                  const std::vector<std::string> &stop_at,
+                                                  std::chrono::milliseconds wait) {
     auto deadline = std::chrono::steady_clock::now() + wait;
     for (;;) {
         auto jobs = TRY(mon.query_jobs());
         const qemu::JobInfo *job = nullptr;
         for (const auto &j : jobs)
             if (j.id == id) job = &j;
-        if (!job) return std::optional<std::string>();
-        if (job->status == "concluded" || job->status == "null") {
-            std::optional<std::string> err = job->error;
-            TRY(mon.job_dismiss(id));
-            return err;
-        }
+        if (!job) return std::optional<qemu::JobInfo>();
+        if (job->status == "concluded" || job->status == "null" ||
+            std::find(stop_at.begin(), stop_at.end(), job->status) != stop_at.end())
+            return std::optional<qemu::JobInfo>(*job);
         if (job->status == "pending") (void)mon.job_finalize(id);
         if (std::chrono::steady_clock::now() > deadline)
             return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, "job '" + id + "' did not end");
         std::this_thread::sleep_for(100ms);
     }
+}
+
+// Waits until job `id` has ended and dismisses it. Returns its error text, if any.
+Result<std::optional<std::string>> settle_job(qemu::Monitor &mon, const std::string &id,
+                                              std::chrono::milliseconds wait) {
+    auto job = TRY(wait_job_end(mon, id, {}, wait));
+    if (!job) return std::optional<std::string>();
+    TRY(mon.job_dismiss(id));
+    return job->error;
 }
 
 Status delete_tag_with_qemu(qemu::Monitor &mon, const std::string &tag, const std::vector<std::string> &devices,
@@ -508,6 +521,444 @@ private:
     unsigned flags_ = 0;
 };
 
+// ---------------------------------------------------------------- revert and delete
+
+std::vector<std::string> numbered(const JournalFields &f, const std::string &prefix) {
+    std::vector<std::string> out;
+    for (int i = 0;; ++i) {
+        auto v = f.str(prefix + std::to_string(i));
+        if (!v) break;
+        out.push_back(*v);
+    }
+    return out;
+}
+
+// Read with -U: QEMU may have the image open.
+bool has_tag(const std::string &path, const std::string &tag) {
+    auto info = qemu::qemu_img::info(path, "", true);
+    if (!info) return false;
+    for (const auto &s : info->snapshots)
+        if (s.name == tag) return true;
+    return false;
+}
+
+// What the machines of snapshot_delete.hh need of the domain, during recovery.
+class RecoveryControl : public DomainControl {
+public:
+    RecoveryControl(RecoveryTarget &t, qemu::Monitor &mon) : t_(t), mon_(mon) {}
+    qemu::Monitor &monitor() override { return mon_; }
+    qemu::Agent *agent(Error &why) override {
+        why = make_error(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU, "no guest agent during recovery");
+        return nullptr;
+    }
+    bool running() override { return !qemu_paused(mon_); }
+    Status pause(int) override { return mon_.stop(); }
+    Status resume(int) override { return t_.resume(); }
+    Status halt() override { return t_.halt(); }
+    bool abort_requested() override { return false; }
+
+private:
+    RecoveryTarget &t_;
+    qemu::Monitor &mon_;
+};
+
+// The pieces of recovery both handlers need: the domain's snapshot, its
+// definitions, the run state.
+class MomentRecovery {
+protected:
+    MomentRecovery(RecoveryTarget &t, JobJournal &j, const JournalState &st, const RecoveryOptions &o)
+        : t_(t), j_(j), st_(st), o_(o) {
+        const JournalFields &h = st_.header.fields;
+        name_ = h.str("snapshot").value_or("");
+        mode_ = h.str("mode").value_or("");
+        mon_ = t_.monitor();
+        if (mon_ && mon_->closed()) mon_ = nullptr;
+    }
+
+    Result<conf::SnapshotDefPtr> snapshot() {
+        conf::SnapshotList *list = t_.snapshots();
+        if (!list) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "no snapshot list for the domain of the journal");
+        return list->find(name_);
+    }
+
+    // The persistent definition becomes `def` (saved only when it differs).
+    Status install_persistent(const conf::DomainDef &def) {
+        auto pers = t_.persistent_def();
+        if (!pers) return ok();  // transient: nothing is saved
+        const unsigned fmt = conf::kDomainFormatInactive | conf::kDomainFormatSecure;
+        if (pers->format_string(fmt) == def.format_string(fmt)) return ok();
+        VS_INFO("recovery: installing the persistent definition of the revert to '%s'", name_.c_str());
+        return t_.save_persistent(std::shared_ptr<const conf::DomainDef>(def.clone()));
+    }
+
+    bool paused() { return mon_ && qemu_paused(*mon_); }
+
+    // Stops the QEMU the domain runs (the one the revert replaces).
+    Status stop_qemu() {
+        if (!mon_) return ok();
+        VS_INFO("recovery: stopping the QEMU the revert replaces");
+        TRY(t_.halt());
+        mon_ = nullptr;
+        return ok();
+    }
+
+    RecoveryTarget &t_;
+    JobJournal &j_;
+    const JournalState &st_;
+    const RecoveryOptions &o_;
+    std::string name_, mode_;
+    qemu::Monitor *mon_ = nullptr;
+};
+
+class RevertRecovery : MomentRecovery {
+public:
+    RevertRecovery(RecoveryTarget &t, JobJournal &j, const JournalState &st, const RecoveryOptions &o)
+        : MomentRecovery(t, j, st, o) {
+        const JournalFields &h = st_.header.fields;
+        paused_after_ = h.num("paused_after").value_or(0) != 0;
+        start_after_ = h.num("start_after").value_or(0) != 0;
+    }
+
+    Status run() {
+        VS_INFO("recovery: snapshot-revert to '%s' of domain %s (%s), %s", name_.c_str(),
+                st_.header.fields.str("domain").value_or("?").c_str(), mode_.c_str(),
+                st_.committed ? "committed: rolling forward" : "not committed");
+        if (mode_ == "internal-online") return online();
+        if (mode_ == "internal-offline") return offline();
+        return external();
+    }
+
+private:
+    // The snapshot's definitions under the domain's name and uuid.
+    Result<std::unique_ptr<conf::DomainDef>> adopted(bool inactive) {
+        auto snap = TRY(snapshot());
+        const conf::DomainDef *src = inactive && snap->inactive_domain ? snap->inactive_domain.get()
+                                                                        : snap->domain.get();
+        if (!src)
+            return fail(VIR_ERR_SNAPSHOT_REVERT_RISKY, VIR_FROM_QEMU, "snapshot '" + name_ + "' has no domain");
+        auto uuid = Uuid::parse(st_.header.domain_uuid);
+        if (!uuid) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "bad domain uuid in the journal");
+        return adopt_snapshot_domain(*src, st_.header.fields.str("domain").value_or(src->name), *uuid);
+    }
+
+    Status make_current() {
+        conf::SnapshotList *list = t_.snapshots();
+        if (!list || list->current_name() == std::optional<std::string>(name_)) return ok();
+        return list->set_current(name_);
+    }
+
+    // After the revert the guest runs unless it is to stay paused.
+    void settle_run_state(FirstError &fe) {
+        if (mon_ && !paused_after_ && paused()) {
+            VS_INFO("recovery: resuming the reverted guest");
+            fe.note(t_.resume_from_snapshot(), "cont");
+        }
+    }
+
+    // ---- internal, QEMU's snapshot-load ----
+    Status online() {
+        if (st_.committed) return online_forward();
+        const JournalStep *load = st_.find("snapshot-load");
+        if (load && load->done) return online_failed(load->result);
+        if (load && mon_) {
+            auto job = TRY(wait_job_end(*mon_, "snapshot-load", {}, o_.job_wait));
+            if (job) {
+                if (!job->error) {
+                    // Recorded before the job goes, as the job itself does.
+                    TRY(j_.commit({{"tag", name_}}));
+                    (void)mon_->job_dismiss("snapshot-load");
+                    return online_forward();
+                }
+                bool before = snapshot_load_failed_before_loading(*job->error);
+                JournalFields r{{"error", *job->error}, {"loaded", int64_t(before ? 0 : 1)}};
+                TRY(j_.done("snapshot-load", r));
+                (void)mon_->job_dismiss("snapshot-load");
+                return online_failed(r);
+            }
+            // No job: the command never reached QEMU.
+        } else if (load) {
+            VS_WARN("recovery: QEMU of the domain is gone; the revert to '%s' did not complete", name_.c_str());
+            return ok();
+        }
+        return online_back();
+    }
+
+    Status online_forward() {
+        FirstError fe;
+        if (mon_) (void)settle_job(*mon_, "snapshot-load", 1s);
+        auto def = adopted(true);
+        if (def) fe.note(install_persistent(**def), "persistent definition");
+        else fe.note(fail(std::move(def).error()), "persistent definition");
+        settle_run_state(fe);
+        fe.note(make_current(), "current");
+        return fe.result();
+    }
+
+    Status online_back() {
+        FirstError fe;
+        if (st_.intended("start-qemu")) {
+            if (mon_) fe.note(stop_qemu(), "stop");
+            else fe.note(t_.discard_unattached(), "discard QEMU");
+        } else if (st_.intended("pause") && paused()) {
+            VS_INFO("recovery: resuming the guest the revert paused");
+            fe.note(t_.resume(), "cont");
+        }
+        return fe.result();
+    }
+
+    Status online_failed(const JournalFields &r) {
+        if (!r.num("loaded").value_or(1)) return online_back();
+        VS_WARN("recovery: the revert to '%s' failed while QEMU loaded it (%s); the guest stays paused",
+                name_.c_str(), r.str("error").value_or("?").c_str());
+        if (mon_) t_.note_failed_revert();
+        return ok();
+    }
+
+    // ---- internal, qemu-img snapshot -a ----
+    Status offline() {
+        FirstError fe;
+        if (!st_.committed) {
+            for (const auto *s : steps_named(st_, "save-undo"))
+                if (auto path = s->intent.str("path")) fe.note(restore_revert_undo(*path), "undo tag");
+            return fe.result();
+        }
+        auto def = TRY(adopted(true));
+        const bool started = st_.intended("start-qemu");
+        if (mon_ && !started) fe.note(stop_qemu(), "stop");
+        if (!mon_ && started) fe.note(t_.discard_unattached(), "discard QEMU");
+        // No guest has run on the disks since the revert: applying again is harmless.
+        if (!mon_ && !st_.done("start-qemu")) {
+            auto snap = TRY(snapshot());
+            for (const auto *d : internal_snapshot_disks(*snap, *def)) {
+                if (!file::exists(d->src.path)) continue;
+                VS_INFO("recovery: %s goes to '%s'", d->src.path.c_str(), name_.c_str());
+                fe.note(qemu::qemu_img::snapshot_apply(d->src.path, name_), "qemu-img snapshot -a");
+                fe.note(drop_revert_undo(d->src.path), "undo tag");
+            }
+        }
+        fe.note(install_persistent(*def), "persistent definition");
+        if (start_after_ && !mon_ && !st_.done("start-qemu")) fe.note(start(*def, ""), "start");
+        else settle_run_state(fe);
+        fe.note(make_current(), "current");
+        return fe.result();
+    }
+
+    // ---- external: new overlays ----
+    Status external() {
+        FirstError fe;
+        if (!st_.committed) {
+            for (const auto *s : steps_named(st_, "create-overlay"))
+                if (auto path = s->intent.str("path")) {
+                    VS_INFO("recovery: removing the new overlay %s", path->c_str());
+                    fe.note(file::remove(*path, VIR_FROM_QEMU), "overlay");
+                }
+            return fe.result();
+        }
+        auto pers = TRY(conf::DomainDef::parse_string(TRY(st_.commit_fields.need_str("persistent")),
+                                                      conf::kDomainParseInactive));
+        auto live = TRY(conf::DomainDef::parse_string(TRY(st_.commit_fields.need_str("live")),
+                                                      conf::kDomainParseInactive));
+        const bool started = st_.intended("start-qemu");
+        if (mon_ && !started) fe.note(stop_qemu(), "stop");
+        if (!mon_ && started) fe.note(t_.discard_unattached(), "discard QEMU");
+        fe.note(install_persistent(*pers), "persistent definition");
+        std::string memory;
+        if (mode_ == "external-memory") {
+            auto snap = snapshot();
+            if (snap) memory = (*snap)->memory_file;
+        }
+        if ((start_after_ || !memory.empty()) && !mon_ && !st_.done("start-qemu")) {
+            VS_INFO("recovery: starting the domain on the new overlays%s", memory.empty() ? "" : " from memory");
+            fe.note(start(*live, memory), "start");
+        } else {
+            settle_run_state(fe);
+        }
+        fe.note(make_current(), "current");
+        return fe.result();
+    }
+
+    // Journalled like the driver's start, so a crash during recovery does not
+    // stop the QEMU that recovery started and revert its disks again.
+    Status start(const conf::DomainDef &def, const std::string &memory) {
+        TRY(j_.intent("start-qemu", {{"paused", int64_t(paused_after_ ? 1 : 0)}, {"memory", memory}}));
+        TRY(t_.start(def, paused_after_, memory));
+        return j_.done("start-qemu");
+    }
+
+    bool paused_after_ = false, start_after_ = false;
+};
+
+class DeleteRecovery : MomentRecovery {
+public:
+    DeleteRecovery(RecoveryTarget &t, JobJournal &j, const JournalState &st, const RecoveryOptions &o)
+        : MomentRecovery(t, j, st, o) {}
+
+    Status run() {
+        VS_INFO("recovery: snapshot-delete of '%s' (%s), %s", name_.c_str(), mode_.c_str(),
+                st_.committed ? "committed: rolling forward" : "not committed: nothing changed");
+        if (!st_.committed) return ok();
+        conf::SnapshotList *list = t_.snapshots();
+        if (!list) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "no snapshot list for the domain of the journal");
+        if (!list->contains(name_)) return ok();  // the metadata went last: all done
+        auto snap = TRY(list->find(name_));
+        if (mode_ == "internal") TRY(internal(*snap));
+        else TRY(external(*snap, *list));
+        VS_INFO("recovery: removing the metadata of snapshot '%s'", name_.c_str());
+        TRY(list->remove_metadata(name_, conf::MomentRemoveMode::Single));
+        return ok();
+    }
+
+private:
+    Status internal(const conf::SnapshotDef &snap) {
+        if (!snap.domain) return ok();
+        std::string tag = st_.commit_fields.str("tag").value_or(name_);
+        auto devices = numbered(st_.commit_fields, "device");
+        std::vector<std::string> paths;
+        for (const auto *d : internal_snapshot_disks(snap, *snap.domain)) paths.push_back(d->src.path);
+        if (mon_) {
+            if (devices.empty()) return ok();  // no disk QEMU has open held the tag
+            TRY(settle_job(*mon_, "snapshot-delete", o_.job_wait));  // the job the daemon started
+            bool left = false;
+            for (const auto &p : paths) left = left || (file::exists(p) && has_tag(p, tag));
+            if (!left) return ok();
+            VS_INFO("recovery: deleting internal snapshot '%s' again", tag.c_str());
+            JournalFields f{{"tag", tag}};
+            for (size_t i = 0; i < devices.size(); ++i) f.set("device" + std::to_string(i), devices[i]);
+            TRY(j_.intent("snapshot-delete", f));
+            TRY(delete_tag_with_qemu(*mon_, tag, devices, o_));
+            return j_.done("snapshot-delete");
+        }
+        FirstError fe;
+        for (const auto &p : paths)
+            if (file::exists(p)) fe.note(delete_tag_with_qemu_img(p, tag), "qemu-img snapshot -d");
+        return fe.result();
+    }
+
+    Status external(const conf::SnapshotDef &snap, conf::SnapshotList &list) {
+        auto plan = TRY(external_delete_from_commit(st_.commit_fields));
+        auto graph = t_.block_graph();
+        bool graph_changed = false;
+        for (const auto &d : plan) {
+            if (d.mode != ExternalDeleteMode::Commit) continue;
+            if (d.running_depth >= 0 && mon_) {
+                TRY(commit_running(d, graph, graph_changed));
+            } else if (d.running_depth >= 0 && pivoted(d)) {
+                VS_INFO("recovery: %s was pivoted to %s before QEMU went", d.overlay.c_str(), d.base.c_str());
+                TRY(rebase_children(d));
+            } else {
+                TRY(commit_offline_again(d));
+            }
+        }
+        // Definitions and the other snapshots' stored chains lose the committed overlays.
+        std::shared_ptr<const conf::DomainDef> live = t_.live_def();
+        if (mon_ && live) {
+            auto nl = live->clone();
+            bool changed = drop_committed_layers(*nl, plan);
+            if (changed || graph_changed) {
+                live = std::shared_ptr<const conf::DomainDef>(std::move(nl));
+                TRY(t_.set_live(live, graph, t_.next_node_index()));
+            }
+        }
+        if (auto pers = t_.persistent_def()) {
+            auto np = pers->clone();
+            if (drop_committed_layers(*np, plan)) TRY(t_.save_persistent(std::shared_ptr<const conf::DomainDef>(std::move(np))));
+        }
+        drop_committed_layers_in_snapshots(list, name_, plan);
+        auto pers = t_.persistent_def();
+        ImageRefs after = collect_image_refs(pers.get(), mon_ ? live.get() : nullptr, list, name_);
+        remove_unreferenced_images(snap, plan, after, list, &j_);
+        return ok();
+    }
+
+    // The disk's active commit reached the pivot, and the guest may write to B.
+    bool pivoted(const ExternalDiskDelete &d) {
+        for (const auto &s : st_.steps)
+            if (s.name == "pivot" && s.intent.str("disk") == std::optional<std::string>(d.target) && s.done)
+                return true;
+        return false;
+    }
+
+    // True while O is in the chain of an image QEMU has open as a disk's top.
+    bool in_running_chain(const std::string &overlay) {
+        auto blocks = mon_->query_block();
+        if (!blocks) return true;  // cannot tell: do not drop what may be in use
+        for (const auto &b : *blocks) {
+            if (!b.inserted || b.inserted->file.empty()) continue;
+            if (ImageRefs::canonical(b.inserted->file) == overlay) return true;
+            auto chain = qemu::qemu_img::info_chain(b.inserted->file, "", true);
+            if (!chain) continue;
+            for (const auto &img : *chain)
+                if (ImageRefs::canonical(img.filename) == overlay) return true;
+        }
+        return false;
+    }
+
+    Status commit_running(const ExternalDiskDelete &d, std::vector<qemu::DiskNodeNames> &graph, bool &changed) {
+        const std::string job = "commit-" + d.target;
+        auto info = TRY(wait_job_end(*mon_, job, {"ready"}, o_.job_wait));
+        if (info && info->status == "ready") {
+            VS_INFO("recovery: pivoting %s to %s", d.overlay.c_str(), d.base.c_str());
+            TRY(j_.intent("pivot", {{"disk", d.target}, {"overlay", d.overlay}}));
+            TRY(mon_->job_complete(job));
+            info = TRY(wait_job_end(*mon_, job, {}, o_.job_wait));
+            TRY(j_.done("pivot"));
+        }
+        if (info) {
+            if (info->error) VS_WARN("recovery: %s ended with: %s", job.c_str(), info->error->c_str());
+            (void)mon_->job_dismiss(job);
+        }
+        // O's nodes as QEMU names them.
+        std::map<std::string, std::string> file_of;
+        if (auto named = mon_->query_named_block_nodes())
+            for (const auto &n : *named) file_of[n.node_name] = ImageRefs::canonical(n.file);
+        qemu::DiskNodeNames *g = nullptr;
+        for (auto &x : graph)
+            if (x.target == d.target) g = &x;
+        if (in_running_chain(d.overlay)) {
+            VS_INFO("recovery: committing %s into %s again", d.overlay.c_str(), d.base.c_str());
+            RecoveryControl ctl(t_, *mon_);
+            TRY(commit_online(ctl, d, graph, &j_));
+            changed = true;
+            return ok();
+        }
+        if (!g) return ok();
+        for (size_t k = 0; k < g->layers.size(); ++k) {
+            const auto &l = g->layers[k];
+            bool is_o = file_of.count(l.format) ? file_of[l.format] == d.overlay : int(k) == d.running_depth;
+            if (!is_o || k + 1 == g->layers.size()) continue;
+            for (const auto &node : {l.format, l.storage})
+                if (file_of.count(node)) {
+                    VS_INFO("recovery: blockdev-del %s", node.c_str());
+                    warn_on(mon_->blockdev_del(node), "blockdev-del");
+                }
+            g->layers.erase(g->layers.begin() + long(k));
+            changed = true;
+            break;
+        }
+        return rebase_children(d);
+    }
+
+    Status commit_offline_again(const ExternalDiskDelete &d) {
+        if (file::exists(d.overlay)) {
+            VS_INFO("recovery: qemu-img commit %s (into %s)", d.overlay.c_str(), d.base.c_str());
+            TRY(j_.intent("qemu-img-commit", {{"disk", d.target}, {"overlay", d.overlay}, {"base", d.base}}));
+            TRY(qemu::qemu_img::commit(d.overlay));
+            TRY(j_.done("qemu-img-commit"));
+        }
+        return rebase_children(d);
+    }
+
+    Status rebase_children(const ExternalDiskDelete &d) {
+        for (const auto &img : d.rebase) {
+            if (!file::exists(img)) continue;
+            auto info = qemu::qemu_img::info(img, "", true);
+            if (info && ImageRefs::canonical(info->full_backing_filename) == d.base) continue;
+            TRY(qemu::qemu_img::rebase(img, d.base, d.base_format, true));
+        }
+        return ok();
+    }
+};
+
 }  // namespace
 
 Status recover_snapshot_create(RecoveryTarget &target, JobJournal &journal, const JournalState &state,
@@ -516,10 +967,26 @@ Status recover_snapshot_create(RecoveryTarget &target, JobJournal &journal, cons
     return CreateRecovery(target, state, options).run();
 }
 
+Status recover_snapshot_revert(RecoveryTarget &target, JobJournal &journal, const JournalState &state,
+                               const RecoveryOptions &options) {
+    return RevertRecovery(target, journal, state, options).run();
+}
+
+Status recover_snapshot_delete(RecoveryTarget &target, JobJournal &journal, const JournalState &state,
+                               const RecoveryOptions &options) {
+    return DeleteRecovery(target, journal, state, options).run();
+}
+
 void add_recovery_handlers(JournalRecovery &recovery, std::function<RecoveryTarget &(const JournalState &)> target_of,
                            RecoveryOptions options) {
     recovery.add("snapshot-create", [target_of, options](JobJournal &j, const JournalState &st) -> Status {
         return recover_snapshot_create(target_of(st), j, st, options);
+    });
+    recovery.add("snapshot-revert", [target_of, options](JobJournal &j, const JournalState &st) -> Status {
+        return recover_snapshot_revert(target_of(st), j, st, options);
+    });
+    recovery.add("snapshot-delete", [target_of, options](JobJournal &j, const JournalState &st) -> Status {
+        return recover_snapshot_delete(target_of(st), j, st, options);
     });
 }
 

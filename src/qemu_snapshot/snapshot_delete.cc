@@ -49,17 +49,18 @@ Status delete_internal_inactive(const conf::SnapshotDef &snap, const conf::Domai
 Status delete_internal_active(DomainControl &ctl, const std::string &tag, const std::vector<std::string> &devices,
                               JobJournal *journal, std::chrono::milliseconds timeout) {
     StepLog log(journal);
-    if (devices.empty()) return ok();
+    if (devices.empty()) return log.commit({{"tag", tag}});
     ctl.set_phase("snapshot-delete");
     JournalFields f{{"tag", tag}};
     for (size_t i = 0; i < devices.size(); ++i) f.set("device" + std::to_string(i), devices[i]);
+    // ══ commit point: a tag QEMU started to delete cannot come back ══
+    TRY(log.commit(f));
     TRY(log.intent("snapshot-delete", f));
     qemu::Monitor &mon = ctl.monitor();
     qemu::JobWatch watch(mon, "snapshot-delete");
     TRY(mon.snapshot_delete({watch.job_id(), tag, "", devices}));
     TRY(run_snapshot_job(ctl, watch, timeout, "Failed to delete snapshot"));
-    TRY(log.done("snapshot-delete"));
-    return log.commit({{"tag", tag}});
+    return log.done("snapshot-delete");
 }
 
 // ---------------------------------------------------------------- chains
@@ -164,6 +165,105 @@ Result<std::vector<ExternalDiskDelete>> plan_external_delete(const conf::Snapsho
     return out;
 }
 
+JournalFields external_delete_commit_fields(const std::vector<ExternalDiskDelete> &plan) {
+    JournalFields cf;
+    for (size_t i = 0; i < plan.size(); ++i) {
+        const auto &d = plan[i];
+        std::string k = "disk" + std::to_string(i) + ".";
+        cf.set(k + "target", d.target).set(k + "mode", std::string(external_delete_mode_name(d.mode)));
+        cf.set(k + "overlay", d.overlay).set(k + "base", d.base).set(k + "base_format", d.base_format);
+        cf.set(k + "depth", int64_t(d.running_depth));
+        for (size_t j = 0; j < d.rebase.size(); ++j) cf.set(k + "rebase" + std::to_string(j), d.rebase[j]);
+    }
+    return cf;
+}
+
+Result<std::vector<ExternalDiskDelete>> external_delete_from_commit(const JournalFields &f) {
+    std::vector<ExternalDiskDelete> out;
+    for (size_t i = 0;; ++i) {
+        std::string k = "disk" + std::to_string(i) + ".";
+        if (!f.has(k + "target")) break;
+        ExternalDiskDelete d;
+        d.target = TRY(f.need_str(k + "target"));
+        std::string mode = TRY(f.need_str(k + "mode"));
+        d.mode = mode == "drop" ? ExternalDeleteMode::Drop
+                 : mode == "commit" ? ExternalDeleteMode::Commit
+                                    : ExternalDeleteMode::Keep;
+        d.overlay = TRY(f.need_str(k + "overlay"));
+        d.base = TRY(f.need_str(k + "base"));
+        d.base_format = f.str(k + "base_format").value_or("");
+        d.running_depth = int(f.num(k + "depth").value_or(-1));
+        for (size_t j = 0;; ++j) {
+            auto r = f.str(k + "rebase" + std::to_string(j));
+            if (!r) break;
+            d.rebase.push_back(*r);
+        }
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+ImageRefs collect_image_refs(const conf::DomainDef *persistent, const conf::DomainDef *live,
+                             const conf::SnapshotList &list, std::string_view skip) {
+    ImageRefs refs;
+    if (persistent) refs.add_domain(*persistent);
+    if (live) refs.add_domain(*live);
+    if (auto names = list.list_all(0))
+        for (const auto &n : *names)
+            if (n != skip)
+                if (auto s = list.find(n)) refs.add_snapshot(**s);
+    return refs;
+}
+
+bool drop_committed_layers(conf::DomainDef &def, const std::vector<ExternalDiskDelete> &plan) {
+    bool changed = false;
+    for (const auto &d : plan)
+        if (d.mode == ExternalDeleteMode::Commit)
+            changed = drop_layer_in_domain(def, d.overlay, d.base, d.base_format) || changed;
+    return changed;
+}
+
+void drop_committed_layers_in_snapshots(conf::SnapshotList &list, std::string_view skip,
+                                        const std::vector<ExternalDiskDelete> &plan) {
+    auto names = list.list_all(0);
+    if (!names) return;
+    for (const auto &n : *names) {
+        if (n == skip) continue;
+        auto other = list.find(n);
+        if (!other) continue;
+        auto copy = (*other)->clone();
+        bool changed = false;
+        if (copy->domain) changed = drop_committed_layers(*copy->domain, plan);
+        if (copy->inactive_domain) changed = drop_committed_layers(*copy->inactive_domain, plan) || changed;
+        if (changed)
+            if (auto st = list.replace_def(std::move(copy)); !st)
+                VS_WARN("cannot update snapshot '%s': %s", n.c_str(), st.error().message().c_str());
+    }
+}
+
+void remove_unreferenced_images(const conf::SnapshotDef &snap, const std::vector<ExternalDiskDelete> &plan,
+                                const ImageRefs &after, const conf::SnapshotList &list, JobJournal *journal) {
+    StepLog log(journal);
+    for (const auto &d : plan) {
+        if (!file::exists(d.overlay) || after.referenced(d.overlay)) continue;
+        if (auto st = log.intent("unlink", {{"path", d.overlay}}); !st) {
+            VS_WARN("cannot record unlink of %s: %s", d.overlay.c_str(), st.error().message().c_str());
+            return;
+        }
+        if (auto st = file::remove(d.overlay, VIR_FROM_QEMU); !st)
+            VS_WARN("cannot remove %s: %s", d.overlay.c_str(), st.error().message().c_str());
+        else
+            (void)log.done("unlink");
+    }
+    if (snap.memory_file.empty() || !file::exists(snap.memory_file)) return;
+    if (auto names = list.list_all(0))
+        for (const auto &n : *names)
+            if (n != snap.name)
+                if (auto o = list.find(n); o && (*o)->memory_file == snap.memory_file) return;
+    if (auto st = file::remove(snap.memory_file, VIR_FROM_QEMU); !st)
+        VS_WARN("cannot remove %s: %s", snap.memory_file.c_str(), st.error().message().c_str());
+}
+
 Status commit_offline(const ExternalDiskDelete &disk, JobJournal *journal) {
     StepLog log(journal);
     TRY(log.intent("qemu-img-commit", {{"disk", disk.target}, {"overlay", disk.overlay}, {"base", disk.base}}));
@@ -209,12 +309,16 @@ Status commit_online(DomainControl &ctl, const ExternalDiskDelete &disk, std::ve
         // Active commit: the guest keeps writing to O until the pivot.
         if (auto st = wait_job_status(ctl, watch, {"ready"}, timeout, "block commit"); !st)
             return failed(std::move(st).error());
+        // From the pivot on the guest writes to B: a recovery that finds QEMU
+        // gone must not commit O over those writes.
+        TRY(log.intent("pivot", {{"disk", disk.target}, {"overlay", disk.overlay}}));
         if (auto st = mon.job_complete(watch.job_id()); !st) {
             (void)mon.job_cancel(watch.job_id());
             return failed(std::move(st).error());
         }
     }
     if (auto st = run_snapshot_job(ctl, watch, timeout, "block commit"); !st) return failed(std::move(st).error());
+    if (k == 0) TRY(log.done("pivot"));
     TRY(log.done("block-commit"));
     for (const auto &node : {g->layers[k].format, g->layers[k].storage})
         if (auto st = mon.blockdev_del(node); !st)

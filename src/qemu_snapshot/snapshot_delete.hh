@@ -5,10 +5,19 @@
 // machines below, then updates definitions and metadata. An image is removed
 // only when ImageRefs (image_refs.hh) says nothing else needs it.
 //
-// Internal, shut off:   per disk holding the tag: qemu-img snapshot -d
-// Internal, running:    QEMU's snapshot-delete job on every disk holding the tag
-//   (deleting a tag cannot be undone; both are their own commit point and a
-//   failure leaves the metadata in place, so the delete can be retried)
+// Every delete of one snapshot writes a `snapshot-delete` journal; its commit
+// record is written before the first change to an image, so a restarted
+// daemon rolls forward from it (every step below can be repeated) and, with
+// no commit record, has nothing to undo. Records and recovery:
+// docs/snapshots.md "Journal and recovery (snapshot-delete)".
+//
+// Internal, shut off:
+//   ══ commit{tag} ══ ─► per disk holding the tag: qemu-img-delete: qemu-img snapshot -d
+// Internal, running:
+//   ══ commit{tag, device*} ══ ─► snapshot-delete: QEMU's job on every disk holding the tag
+//   (deleting a tag cannot be undone, so the commit comes first; QEMU skips a
+//   disk without the tag, so the job can be run again. A failure leaves the
+//   metadata in place, so the delete can be retried)
 //
 // External, per disk the snapshot made an overlay O on top of its image B:
 //
@@ -16,21 +25,26 @@
 //              ─► B's only dependent is O, B no top?  ──► Commit (below)
 //              ─► otherwise (B is a branch point)     ──► Keep: images stay
 //
+//   ══ commit{plan: per disk target, mode, O, B, B's format, depth, rebase*} ══
 //   Commit, O outside the running chain:
-//     ══ commit ══ (journal) qemu-img commit O into B
-//     ─► images on O: qemu-img rebase -u onto B (B now reads as O did)
-//     ─► (caller) definitions and other snapshots: O replaced by B; unlink O
+//     qemu-img-commit O into B
+//     ─► rebase: images on O: qemu-img rebase -u onto B (B now reads as O did)
 //   Commit, O in the running chain (guest keeps running):
-//     ══ commit ══ O on top:  block-commit (active) ─► ready ─► job-complete (pivot)
-//                  O below:   block-commit top=O base=B ─► concluded
+//     block-commit  O on top:  active commit ─► ready ─► pivot: job-complete ─► concluded
+//                   O below:   block-commit top=O base=B ─► concluded
 //     ─► blockdev-del O's nodes; block graph and live definition without O
-//   A failed job before it changed anything leaves every image as it was; a
-//   failure after the commit point is rolled forward (the commit is
-//   idempotent: B only gains what O held, and O stays on top until unlinked).
+//   then (caller): definitions and other snapshots: O replaced by B;
+//   unlink: O once ImageRefs no longer has it; the memory image unless shared;
+//   metadata removed last.
+//   A failed job leaves every image usable (B only gained what O held, O
+//   stays on top until the pivot); a failure after the commit point is rolled
+//   forward by the next start. The pivot intent tells a recovery that finds
+//   QEMU gone whether the guest may have written to B already.
 #pragma once
 
 #include "conf/domain_def.hh"
 #include "conf/snapshot_def.hh"
+#include "conf/snapshot_list.hh"
 #include "qemu/domain_status.hh"
 #include "qemu_snapshot/image_refs.hh"
 #include "qemu_snapshot/snapshot_create.hh"
@@ -79,6 +93,28 @@ struct ExternalDiskDelete {
 [[nodiscard]] Status commit_online(DomainControl &ctl, const ExternalDiskDelete &disk,
                                    std::vector<qemu::DiskNodeNames> &graph, JobJournal *journal,
                                    std::chrono::milliseconds timeout = std::chrono::hours(6));
+
+// The plan as the commit record carries it, and back.
+JournalFields external_delete_commit_fields(const std::vector<ExternalDiskDelete> &plan);
+[[nodiscard]] Result<std::vector<ExternalDiskDelete>> external_delete_from_commit(const JournalFields &fields);
+
+// Everything that still needs images (image_refs.hh): the definitions and
+// every snapshot of `list` but `skip`.
+ImageRefs collect_image_refs(const conf::DomainDef *persistent, const conf::DomainDef *live,
+                             const conf::SnapshotList &list, std::string_view skip);
+
+// The committed overlays of `plan` dropped from `def` (true when it changed)
+// and from the stored chains of every snapshot of `list` but `skip`.
+bool drop_committed_layers(conf::DomainDef &def, const std::vector<ExternalDiskDelete> &plan);
+void drop_committed_layers_in_snapshots(conf::SnapshotList &list, std::string_view skip,
+                                        const std::vector<ExternalDiskDelete> &plan);
+
+// Unlinks the overlays of `plan` that `after` (rebuilt once the definitions
+// dropped them) no longer has, and `snap`'s memory image unless another
+// snapshot of `list` names it. Each unlink is journalled; a missing file is
+// not an error, so it can be repeated.
+void remove_unreferenced_images(const conf::SnapshotDef &snap, const std::vector<ExternalDiskDelete> &plan,
+                                const ImageRefs &after, const conf::SnapshotList &list, JobJournal *journal);
 
 // Removes the layer `path` from a chain: its backing takes its place, or,
 // when the chain is not spelled out, `base` (of `base_format`) does. True when

@@ -51,8 +51,8 @@ Status wait_job_status(DomainControl &ctl, qemu::JobWatch &watch, const std::vec
     return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU, what + ": " + err.value_or("job ended unexpectedly"));
 }
 
-Status run_snapshot_job(DomainControl &ctl, qemu::JobWatch &watch, std::chrono::milliseconds timeout,
-                        const std::string &what) {
+Result<std::optional<std::string>> await_snapshot_job(DomainControl &ctl, qemu::JobWatch &watch,
+                                                     std::chrono::milliseconds timeout) {
     qemu::Monitor &mon = ctl.monitor();
     auto deadline = std::chrono::steady_clock::now() + timeout;
     bool cancelled = false;
@@ -68,8 +68,17 @@ Status run_snapshot_job(DomainControl &ctl, qemu::JobWatch &watch, std::chrono::
         }
     }
     auto err = job_error(mon, watch.job_id());
-    TRY(mon.job_dismiss(watch.job_id()));
-    if (cancelled) return fail(VIR_ERR_OPERATION_ABORTED, VIR_FROM_QEMU, "snapshot job: canceled by client");
+    if (cancelled) {
+        (void)mon.job_dismiss(watch.job_id());
+        return fail(VIR_ERR_OPERATION_ABORTED, VIR_FROM_QEMU, "snapshot job: canceled by client");
+    }
+    return err;
+}
+
+Status run_snapshot_job(DomainControl &ctl, qemu::JobWatch &watch, std::chrono::milliseconds timeout,
+                        const std::string &what) {
+    auto err = TRY(await_snapshot_job(ctl, watch, timeout));
+    TRY(ctl.monitor().job_dismiss(watch.job_id()));
     if (err) return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU, what + ": " + *err);
     return ok();
 }

@@ -8,10 +8,18 @@
 #include "util/result.hh"
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace virtsnap::qemu_snapshot {
+
+// Waits until the job of `watch` concludes and returns QEMU's error, if any,
+// WITHOUT dismissing it: a caller that journals the outcome does so while the
+// concluded job still tells a restarted daemon what happened. An abort is
+// OPERATION_ABORTED (the job is dismissed then).
+[[nodiscard]] Result<std::optional<std::string>> await_snapshot_job(DomainControl &ctl, qemu::JobWatch &watch,
+                                                                    std::chrono::milliseconds timeout);
 
 // Waits until the job of `watch` concludes. A job error is OPERATION_FAILED
 // "<what>: <QEMU's error>"; an abort is OPERATION_ABORTED.

@@ -397,3 +397,163 @@ class Env:
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:
             print("# kept " + self.tmp)
+
+
+class CrashCheck:
+    """virtsnapd killed at a journalled step (VIRTSNAP_TEST_CRASH_AT: the journal
+    writer _exit(137)s, as SIGKILL would, right after the named record), then
+    restarted without the hook; check() asserts what every recovery must leave."""
+
+    def __init__(self, env, tap):
+        self.env = env
+        self.t = tap
+        self.jdir = os.path.join(env.root, "lib", "qemu", "journal")
+
+    # ---- what the files and QEMU say ----
+    @staticmethod
+    def chain_of(path):
+        import json
+        r = subprocess.run(["qemu-img", "info", "-U", "--output=json", "--backing-chain", path],
+                           capture_output=True, text=True)
+        return [i["filename"] for i in json.loads(r.stdout)] if r.returncode == 0 else []
+
+    @staticmethod
+    def tags_of(path):
+        import json
+        r = subprocess.run(["qemu-img", "info", "-U", "--output=json", path], capture_output=True, text=True)
+        return [s["name"] for s in json.loads(r.stdout).get("snapshots", [])] if r.returncode == 0 else []
+
+    def sources(self, dom, inactive=False):
+        """{target: top source} from dumpxml."""
+        r = self.env.virsh("dumpxml", *(["--inactive"] if inactive else []), dom)
+        out = {}
+        for m in re.finditer(r"<disk type='file' device='disk'>.*?<source file='([^']+)'.*?<target dev='(\w+)'",
+                             r.out, re.S):
+            out.setdefault(m.group(2), m.group(1))
+        return out
+
+    def qemu_open_images(self):
+        files = set()
+        for pid in self.env.qemu_pids():
+            fd_dir = "/proc/%d/fd" % pid
+            try:
+                for fd in os.listdir(fd_dir):
+                    try:
+                        p = os.readlink(os.path.join(fd_dir, fd))
+                    except OSError:
+                        continue
+                    if p.startswith(self.env.images + "/"):
+                        files.add(p)
+            except OSError:
+                pass
+        return files
+
+    def snapshots(self, dom):
+        r = self.env.virsh("snapshot-list", dom, "--name")
+        return [n for n in r.out.split() if n]
+
+    def current(self, dom):
+        r = self.env.virsh("snapshot-current", dom, "--name")
+        return r.out.strip() if r.ok else None
+
+    # ---- the crash ----
+    def run_with_crash(self, label, step, *virsh_args):
+        """Runs `virsh virsh_args` against a daemon that dies at `step`, then
+        restarts it; True when the daemon was killed at the step."""
+        d = self.env.daemon
+        d.stop()
+        if not d.start(env={"VIRTSNAP_TEST_CRASH_AT": step}):
+            self.t.ok(False, "%s: daemon starts with the hook" % label, d.log_text()[-2000:])
+            return False
+        r = self.env.virsh(*virsh_args, timeout=600)
+        try:
+            rc = d.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            rc = None
+        killed = rc == 137
+        if not killed and r.ok:
+            self.t.note("%s: step not reached (rc=%r)" % (label, rc))
+            d.stop()
+        if not d.start():
+            self.t.ok(False, "%s: daemon restarts" % label, d.log_text()[-3000:])
+        return killed
+
+    # ---- the invariants ----
+    def check(self, label, dom, state, name=None, expect_exists=None, branches=False, known=()):
+        """After a restart: the domain in `state`, no journal, every image referenced
+        and clean, snapshots consistent with the files, dumpxml sources what QEMU
+        has open. `branches`: the snapshots' own chains (branches a revert left,
+        images a delete kept) count as referenced too, and so do the chains of
+        the `known` images."""
+        env, t = self.env, self.t
+        t.ok(env.wait_state(dom, state, timeout=30), "%s: domain %s" % (label, state), env.domain_state(dom))
+        journals = os.listdir(self.jdir) if os.path.isdir(self.jdir) else []
+        t.eq(journals, [], "%s: no journal left" % label)
+        live, pers = self.sources(dom), self.sources(dom, inactive=True)
+        referenced = set()
+        for p in list(live.values()) + list(pers.values()):
+            referenced.update(self.chain_of(p))
+        names = self.snapshots(dom)
+        xmls = {n: env.virsh("snapshot-dumpxml", dom, n).out for n in names}
+        if branches:
+            for x in xmls.values():
+                for f in re.findall(r"<source file='([^']+)'", x):
+                    referenced.update(self.chain_of(f) or [f])
+        for f in known:
+            if os.path.exists(f):
+                referenced.update(self.chain_of(f) or [f])
+        snap_ok = True
+        diag = []
+        for n, x in xmls.items():
+            for f in re.findall(r"<memory snapshot='external' file='([^']+)'", x):
+                referenced.add(f)
+                if not os.path.exists(f) or open(f, "rb").read(16) != b"LibvirtQemudSave":
+                    snap_ok = False
+                    diag.append("%s: memory file %s missing or incomplete" % (n, f))
+            for f in re.findall(r"<disk name='\w+' snapshot='external' type='file'>\s*(?:<driver [^>]*/>\s*)?"
+                                r"<source file='([^']+)'", x):
+                if f not in referenced or not os.path.exists(f):
+                    snap_ok = False
+                    diag.append("%s: overlay %s not in use" % (n, f))
+            if "<memory snapshot='internal'/>" in x and not any(n in self.tags_of(p) for p in referenced
+                                                                 if os.path.exists(p) and not p.endswith(".mem")):
+                snap_ok = False
+                diag.append("%s: internal snapshot missing in the images" % n)
+        images = set(os.path.join(env.images, f) for f in os.listdir(env.images))
+        t.eq(sorted(images - referenced), [], "%s: no file nothing references" % label)
+        all_tags = set()
+        for p in referenced:
+            if os.path.exists(p) and not p.endswith(".mem"):
+                all_tags.update(self.tags_of(p))
+        t.ok(snap_ok and all_tags <= set(names), "%s: snapshot list consistent with the files" % label,
+             "\n".join(diag) + "\ntags %r names %r" % (all_tags, names))
+        if expect_exists is not None:
+            t.eq(name in names, expect_exists,
+                 "%s: snapshot %s %s" % (label, name, "exists" if expect_exists else "absent"))
+        bad = []
+        opened = self.qemu_open_images() if state != "shut off" else set()
+        for p in referenced:
+            if p.endswith(".mem") or not os.path.exists(p):
+                continue
+            for attempt in range(3 if p in opened else 1):
+                r = subprocess.run(["qemu-img", "check", "-U", p], capture_output=True, text=True)
+                # 3 = leaked clusters only: what -U reads of an image QEMU has open and is writing
+                if r.returncode == 0 or (r.returncode == 3 and p in opened):
+                    break
+                time.sleep(0.5)  # -U raced with QEMU growing the image: read it again
+            else:
+                bad.append(p + ": " + r.stdout + r.stderr)
+        t.eq(bad, [], "%s: qemu-img check of every image" % label)
+        if state != "shut off":
+            opened = self.qemu_open_images()
+            tops_open = all(p in opened for p in live.values())
+            chain_files = set()
+            for p in live.values():
+                chain_files.update(self.chain_of(p))
+            t.ok(tops_open and opened <= chain_files, "%s: dumpxml sources are what QEMU has open" % label,
+                 "live %r\nopen %r" % (live, sorted(opened)))
+            t.eq(pers, {k: v for k, v in live.items()}, "%s: persistent definition follows the live disks" % label)
+
+    def guest_progresses(self, label, dom):
+        n = len(self.env.serial_text(dom))
+        self.t.ok(self.env.wait_serial(dom, r"VSHB \d+", timeout=30, start=n) is not None, "%s: guest runs on" % label)
