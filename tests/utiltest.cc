@@ -1,8 +1,10 @@
 // utiltest.cc - unit tests for src/util: errors, Result, XML writer and
-// parser limits, atomic files, safe names, UUIDs, logging filters.
+// parser limits, atomic files, deferred durability, safe names, UUIDs,
+// logging filters.
 
 #include "tap.hh"
 
+#include "util/deferred_sync.hh"
 #include "util/error.hh"
 #include "util/file.hh"
 #include "util/log.hh"
@@ -14,7 +16,10 @@
 #include <cstdlib>
 #include <string>
 
+#include <chrono>
+
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace virtsnap;
 
@@ -139,6 +144,48 @@ void test_files(test::Tap &t) {
     t.ok(file::list_dir(dir + "/nope").has_value(), "list of a missing dir is empty, not an error");
 }
 
+void test_deferred_sync(test::Tap &t) {
+    std::string dir = test::temp_dir("util-sync");
+    DeferredSync &sync = DeferredSync::instance();
+    sync.set_delay(std::chrono::milliseconds(20));
+    uint64_t noted = sync.noted(), syncs = sync.syncs();
+    std::string path = dir + "/f.xml";
+    auto first = file::stamp_of(path);
+    t.ok(!first, "no stamp for a missing file");
+    t.ok(file::write_atomic(path, "one", 0600, VIR_FROM_NONE, file::Durability::Deferred).has_value(),
+         "deferred atomic write");
+    auto back = file::read(path, 100);
+    t.ok(back && *back == "one" && !file::exists(path + ".new"), "in place at once, no temporary left");
+    t.ok(sync.noted() == noted + 1, "the write was handed to the syncer");
+    t.ok(sync.flush().has_value() && sync.syncs() > syncs, "flush syncs what was noted");
+    uint64_t after_flush = sync.syncs();
+    t.ok(sync.flush().has_value() && sync.syncs() == after_flush, "nothing pending: flush syncs nothing");
+    // The background thread syncs on its own.
+    t.ok(file::write_atomic(path, "two", 0600, VIR_FROM_NONE, file::Durability::Deferred).has_value(), "rewrite");
+    bool synced = false;
+    for (int i = 0; i < 500 && !synced; i++) {
+        synced = sync.syncs() > after_flush;
+        if (!synced) ::usleep(10000);
+    }
+    t.ok(synced, "the background thread synced without a flush");
+    // Stamps tell versions apart.
+    auto s1 = file::stamp_of(path);
+    file::FileStamp read_stamp;
+    auto text = file::read(path, 100, read_stamp);
+    t.ok(s1 && text && *s1 == read_stamp, "read reports the stamp of the version it read");
+    t.ok(file::write_atomic(path, "two", 0600, VIR_FROM_NONE, file::Durability::Deferred).has_value(), "same text again");
+    auto s2 = file::stamp_of(path);
+    t.ok(s2 && !(*s1 == *s2), "a rewrite with the same text is a new version");
+    // Immediate mode: Deferred writes are synced by the writer itself.
+    sync.set_immediate(true);
+    uint64_t before = sync.noted();
+    t.ok(file::write_atomic(path, "three", 0600, VIR_FROM_NONE, file::Durability::Deferred).has_value() &&
+             sync.noted() == before,
+         "immediate mode: nothing deferred");
+    sync.set_immediate(false);
+    sync.set_delay(std::chrono::milliseconds(50));
+}
+
 void test_uuid(test::Tap &t) {
     auto u = Uuid::parse("9d37b878-a7cc-9f9a-b78f-49b3abad25a8");
     t.ok(u && u->str() == "9d37b878-a7cc-9f9a-b78f-49b3abad25a8", "uuid round trip");
@@ -173,6 +220,7 @@ int main() {
     test_writer(t);
     test_parser_limits(t);
     test_files(t);
+    test_deferred_sync(t);
     test_uuid(t);
     test_log(t);
     return t.finish();

@@ -1,6 +1,8 @@
 // file.cc - POSIX file helpers with libvirt-style system errors.
 
 #include "util/file.hh"
+
+#include "util/deferred_sync.hh"
 #include "util/raii.hh"
 
 #include <algorithm>
@@ -13,9 +15,39 @@
 
 namespace virtsnap::file {
 
+namespace {
+
+FileStamp stamp_from(const struct stat &sb) {
+    FileStamp s;
+    s.dev = uint64_t(sb.st_dev);
+    s.ino = uint64_t(sb.st_ino);
+    s.size = uint64_t(sb.st_size);
+    s.mtime_ns = int64_t(sb.st_mtim.tv_sec) * 1000000000 + sb.st_mtim.tv_nsec;
+    s.ctime_ns = int64_t(sb.st_ctim.tv_sec) * 1000000000 + sb.st_ctim.tv_nsec;
+    return s;
+}
+
+bool deferred(Durability d) { return d == Durability::Deferred && !DeferredSync::instance().immediate(); }
+
+}  // namespace
+
 Result<std::string> read(const std::string &path, size_t max_bytes, virErrorDomain domain) {
+    FileStamp ignored;
+    return read(path, max_bytes, ignored, domain);
+}
+
+Result<FileStamp> stamp_of(const std::string &path, virErrorDomain domain) {
+    struct stat sb;
+    if (::stat(path.c_str(), &sb) < 0) return fail(make_system_error(domain, errno, "cannot stat file '" + path + "'"));
+    return stamp_from(sb);
+}
+
+Result<std::string> read(const std::string &path, size_t max_bytes, FileStamp &stamp, virErrorDomain domain) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return fail(make_system_error(domain, errno, "Failed to open file '" + path + "'"));
+    struct stat sb;
+    if (::fstat(fd.get(), &sb) < 0) return fail(make_system_error(domain, errno, "cannot stat file '" + path + "'"));
+    stamp = stamp_from(sb);
     std::string out;
     char buf[65536];
     for (;;) {
@@ -40,7 +72,15 @@ Status sync_dir(const std::string &dir, virErrorDomain domain) {
     return ok();
 }
 
-Status write_atomic(const std::string &path, std::string_view content, int mode, virErrorDomain domain) {
+Status settle_dir(const std::string &dir, Durability durability, virErrorDomain domain) {
+    if (!deferred(durability)) return sync_dir(dir, domain);
+    DeferredSync::instance().note(dir);
+    return ok();
+}
+
+Status write_atomic(const std::string &path, std::string_view content, int mode, virErrorDomain domain,
+                    Durability durability) {
+    const bool later = deferred(durability);
     std::string tmp = path + ".new";
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
     if (!fd.valid()) return fail(make_system_error(domain, errno, "cannot create file '" + tmp + "'"));
@@ -54,12 +94,13 @@ Status write_atomic(const std::string &path, std::string_view content, int mode,
         }
         off += size_t(n);
     }
-    if (::fsync(fd.get()) < 0) return fail(make_system_error(domain, errno, "cannot sync file '" + tmp + "'"));
+    if (!later && ::fsync(fd.get()) < 0)
+        return fail(make_system_error(domain, errno, "cannot sync file '" + tmp + "'"));
     if (::close(fd.release()) < 0) return fail(make_system_error(domain, errno, "cannot save file '" + tmp + "'"));
     if (::rename(tmp.c_str(), path.c_str()) < 0)
         return fail(make_system_error(domain, errno, "cannot rename file '" + tmp + "' as '" + path + "'"));
     drop_tmp.release();
-    return sync_dir(dirname(path), domain);
+    return settle_dir(dirname(path), durability, domain);
 }
 
 Status make_dirs(const std::string &path, int mode, virErrorDomain domain) {

@@ -5,6 +5,7 @@
 
 #include "util/job_journal.hh"
 
+#include "util/deferred_sync.hh"
 #include "util/file.hh"
 #include "util/log.hh"
 #include "util/raii.hh"
@@ -538,6 +539,9 @@ Status JobJournal::finish(std::string_view outcome) {
         return fail(VIR_ERR_OPERATION_INVALID, kDomain, "job journal '" + path_ + "' is already finished");
     // A broken journal cannot take the end record; the job is settled all the
     // same, so the file goes.
+    // Metadata the job wrote with deferred durability must reach the disk
+    // before the journal that lets recovery redo it goes.
+    TRY(DeferredSync::instance().flush());
     if (!broken_) TRY(append(encode(kEnd, outcome, {}), true, kEnd, "end"));
     close_fd();
     finished_ = true;
