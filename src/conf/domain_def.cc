@@ -461,25 +461,37 @@ Status check_definition(const DomainDef &def) {
 
 Result<std::unique_ptr<DomainDef>> DomainDef::parse_string(std::string_view text, unsigned flags) {
     xml::Document doc = TRY(xml::parse_with_root(text, "(domain_definition)", "domain", VIR_FROM_DOMAIN));
-    return parse_node(doc.root(), flags);
+    xml::Node root = doc.root();
+    return parse_node(root, flags, std::shared_ptr<xmlDoc>(doc.release().release(), xmlFreeDoc));
 }
 
 Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node root, unsigned flags) {
-    // Work on a private copy: kept elements point into it for the definition's lifetime.
+    // The caller's document may not outlive the definition: work on a private copy.
+    std::shared_ptr<xmlDoc> copy_doc(xmlNewDoc(reinterpret_cast<const xmlChar *>("1.0")), xmlFreeDoc);
+    if (!copy_doc) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
+    xmlNode *copy = xmlDocCopyNode(root.raw(), copy_doc.get(), 1);
+    if (!copy) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
+    xmlDocSetRootElement(copy_doc.get(), copy);
+    return parse_node(xml::Node(copy), flags, std::move(copy_doc));
+}
+
+Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node n, unsigned flags, std::shared_ptr<xmlDoc> owner) {
+    // Kept elements point into `owner` for the definition's lifetime.
     ParseCtx ctx;
     ctx.flags = flags;
-    ctx.owner.reset(xmlNewDoc(reinterpret_cast<const xmlChar *>("1.0")), xmlFreeDoc);
-    if (!ctx.owner) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
-    xmlNode *copy = xmlDocCopyNode(root.raw(), ctx.owner.get(), 1);
-    if (!copy) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
-    xmlDocSetRootElement(ctx.owner.get(), copy);
-    for (xmlNode *c = copy->children; c; c = c->next)
+    ctx.owner = std::move(owner);
+    // The document is the definition's own from here (a private copy, or
+    // handed over by the caller), so normalising it in place is safe.
+    for (xmlNode *c = n.raw()->children; c; c = c->next)
         if (c->type == XML_ELEMENT_NODE && !(c->ns == nullptr && xmlStrEqual(c->name, BAD_CAST "metadata")))
             cdata_to_text(c);
-    xml::Node n(copy);
 
     if ((flags & kDomainParseValidate) && !(flags & kDomainParseSkipValidate)) {
-        xml::Document vdoc{XmlDocPtr(xmlCopyDoc(ctx.owner.get(), 1))};
+        xml::Document vdoc{XmlDocPtr(xmlNewDoc(reinterpret_cast<const xmlChar *>("1.0")))};
+        if (!vdoc.raw()) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
+        xmlNode *vroot = xmlDocCopyNode(n.raw(), vdoc.raw(), 1);
+        if (!vroot) return fail(VIR_ERR_NO_MEMORY, VIR_FROM_DOMAIN, "");
+        xmlDocSetRootElement(vdoc.raw(), vroot);
         TRY(xml::validate_rng(vdoc, xml::schema_dir() + "/domain.rng", VIR_FROM_DOMAIN));
     }
 
@@ -500,7 +512,7 @@ Result<std::unique_ptr<DomainDef>> DomainDef::parse_node(xml::Node root, unsigne
             def->id = neg ? -int(*v) : int(*v);
         }
     }
-    for (const xmlNs *ns = copy->nsDef; ns; ns = ns->next)
+    for (const xmlNs *ns = n.raw()->nsDef; ns; ns = ns->next)
         def->root_extra_attrs.emplace_back(
             ns->prefix ? "xmlns:" + std::string(reinterpret_cast<const char *>(ns->prefix)) : "xmlns",
             reinterpret_cast<const char *>(ns->href));

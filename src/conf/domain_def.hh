@@ -207,6 +207,11 @@ public:
     // Parses a <domain> document. Errors carry libvirt's codes (VIR_FROM_DOMAIN).
     [[nodiscard]] static Result<std::unique_ptr<DomainDef>> parse_string(std::string_view xml, unsigned flags);
     [[nodiscard]] static Result<std::unique_ptr<DomainDef>> parse_node(xml::Node root, unsigned flags);
+    // The same for a `root` inside `owner`, which the definition keeps alive
+    // instead of copying what it keeps verbatim (the copy dominated the cost
+    // of parsing, and the memory of every snapshot held in memory).
+    [[nodiscard]] static Result<std::unique_ptr<DomainDef>> parse_node(xml::Node root, unsigned flags,
+                                                                       std::shared_ptr<xmlDoc> owner);
 
     // Writes <domain ...> ... </domain> at the writer's indentation.
     // `root_name` replaces the element name, e.g. "inactiveDomain" inside a

@@ -90,7 +90,12 @@ Status parse_memory(xml::Node root, unsigned flags, bool offline, SnapshotDef &d
     return ok();
 }
 
-Status parse_redefine_part(xml::Node root, bool &offline, SnapshotDef &def) {
+Result<std::unique_ptr<DomainDef>> parse_domain(xml::Node n, unsigned flags, const std::shared_ptr<xmlDoc> &owner) {
+    if (owner) return DomainDef::parse_node(n, flags, owner);
+    return DomainDef::parse_node(n, flags);
+}
+
+Status parse_redefine_part(xml::Node root, bool &offline, SnapshotDef &def, const std::shared_ptr<xmlDoc> &owner) {
     std::string created = child_string(root, "creationTime");
     auto t = parse_ll(created);
     if (!t) return fail(VIR_ERR_INTERNAL_ERROR, kDom, "missing creationTime from existing snapshot");
@@ -117,13 +122,13 @@ Status parse_redefine_part(xml::Node root, bool &offline, SnapshotDef &def) {
     for (xml::Node d : root.children("domain"))
         if (auto type = d.attr("type"); type && !type->empty()) typed = true;
     if (typed) {
-        def.domain = TRY(DomainDef::parse_node(root.child("domain"), domain_flags));
+        def.domain = TRY(parse_domain(root.child("domain"), domain_flags, owner));
     } else {
         VS_DEBUG("parsing older snapshot that lacks domain");
         if (xml::Node d = root.child("domain")) def.legacy_domain_uuid = Uuid::parse(child_string(d, "uuid"));
     }
     if (xml::Node inactive = root.child("inactiveDomain"))
-        def.inactive_domain = TRY(DomainDef::parse_node(inactive, domain_flags));
+        def.inactive_domain = TRY(parse_domain(inactive, domain_flags, owner));
     return ok();
 }
 
@@ -165,11 +170,18 @@ Result<std::unique_ptr<SnapshotDef>> SnapshotDef::parse_string(std::string_view 
     xml::Document doc = TRY(xml::parse_with_root(text, "(domain_snapshot)", "domainsnapshot", kDom));
     if (flags & kSnapshotParseValidate)
         TRY(xml::validate_rng(doc, xml::schema_dir() + "/domainsnapshot.rng", kDom));
-    return parse_node(doc.root(), flags, post_parse);
+    xml::Node root = doc.root();
+    return parse_node(root, flags, post_parse, std::shared_ptr<xmlDoc>(doc.release().release(), xmlFreeDoc));
 }
 
 Result<std::unique_ptr<SnapshotDef>> SnapshotDef::parse_node(xml::Node root, unsigned flags,
                                                              const MomentPostParse &post_parse) {
+    return parse_node(root, flags, post_parse, nullptr);
+}
+
+Result<std::unique_ptr<SnapshotDef>> SnapshotDef::parse_node(xml::Node root, unsigned flags,
+                                                             const MomentPostParse &post_parse,
+                                                             std::shared_ptr<xmlDoc> owner) {
     if (root.name() != "domainsnapshot") return fail(VIR_ERR_XML_ERROR, kDom, "domainsnapshot");
 
     auto def = std::make_unique<SnapshotDef>();
@@ -181,7 +193,7 @@ Result<std::unique_ptr<SnapshotDef>> SnapshotDef::parse_node(xml::Node root, uns
     def->description = child_string(root, "description");
 
     if (flags & kSnapshotParseRedefine) {
-        TRY(parse_redefine_part(root, offline, *def));
+        TRY(parse_redefine_part(root, offline, *def, owner));
     } else if (post_parse) {
         TRY(post_parse(*def));
     } else {

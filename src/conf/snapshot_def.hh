@@ -91,6 +91,10 @@ public:
         std::string_view xml, unsigned flags, const MomentPostParse &post_parse = {});
     [[nodiscard]] static Result<std::unique_ptr<SnapshotDef>> parse_node(
         xml::Node root, unsigned flags, const MomentPostParse &post_parse = {});
+    // The same for a `root` inside `owner`: its domain definitions keep the
+    // document instead of copying it.
+    [[nodiscard]] static Result<std::unique_ptr<SnapshotDef>> parse_node(
+        xml::Node root, unsigned flags, const MomentPostParse &post_parse, std::shared_ptr<xmlDoc> owner);
 
     // virDomainSnapshotDefFormat. `domain_uuid` is written as <domain><uuid>
     // when there is no full domain (libvirt's uuidstr argument).

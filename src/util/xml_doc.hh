@@ -54,6 +54,8 @@ public:
     explicit Document(XmlDocPtr doc) : doc_(std::move(doc)) {}
     Node root() const { return Node(xmlDocGetRootElement(doc_.get())); }
     xmlDoc *raw() const { return doc_.get(); }
+    // Hands the document over, e.g. to definitions that keep its nodes.
+    XmlDocPtr release() { return std::move(doc_); }
 
 private:
     XmlDocPtr doc_;
