@@ -1,6 +1,6 @@
 // snapshotlisttest.cc - SnapshotList: queries, list flags, redefine rules,
-// metadata files, delete re-parenting, crash recovery of "current", bulk load
-// and libvirt-written metadata files.
+// metadata files, delete re-parenting, crash recovery of "current", bulk load,
+// libvirt-written metadata files and the start-up index.
 
 #include "conf/snapshot_list.hh"
 #include "tap.hh"
@@ -554,6 +554,154 @@ void test_libvirt_files(Tap &t, const StateLayout &layout) {
     }
 }
 
+// The index file format on its own: names with every awkward byte survive,
+// anything else is refused as a whole.
+void test_index_format(Tap &t) {
+    SnapshotIndex index;
+    SnapshotIndexRecord r;
+    r.file = "we\tird%\n.xml";
+    r.stamp = {1, 2, 3, -4, 5};
+    r.summary.name = "we\tird%\n";
+    r.summary.parent = "p\x01arent";
+    r.summary.claims_current = true;
+    r.summary.creation_time = -12;
+    r.summary.state_class = SnapshotStateClass::DiskOnly;
+    r.summary.external = true;
+    index.add(r);
+    SnapshotIndexRecord root;
+    root.file = "root.xml";
+    root.summary.name = "root";
+    index.add(root);
+    std::string text = index.format();
+    auto back = SnapshotIndex::parse(text);
+    t.ok(back && back->size() == 2 && back->format() == text, "index round trip");
+    const SnapshotSummary *found = back ? back->find(r.file, r.stamp) : nullptr;
+    t.ok(found && found->name == r.summary.name && found->parent == r.summary.parent && found->claims_current &&
+             found->creation_time == std::optional<int64_t>(-12) &&
+             found->state_class == SnapshotStateClass::DiskOnly && found->external,
+         "record fields survive escaping");
+    file::FileStamp other = r.stamp;
+    other.ctime_ns++;
+    t.ok(back && !back->find(r.file, other) && !back->find("nope.xml", r.stamp), "other stamp or file: not found");
+    t.ok(back && back->find("root.xml", root.stamp) && !back->find("root.xml", root.stamp)->creation_time,
+         "no creation time stays absent");
+    std::string torn = text.substr(0, text.size() - 1);
+    for (const std::string &bad : {std::string(), std::string("garbage\n"), torn, text + "x\ty\n",
+                                   std::string("virtsnap-snapshot-index 2\n")})
+        t.ok(!SnapshotIndex::parse(bad), "refused: " + bad.substr(0, 30));
+}
+
+// The start-up index: a load after a clean shut-down reads no metadata file,
+// parses definitions only when asked, and gives the same answers as a load
+// that parses everything; any file that changed is parsed again.
+void test_index(Tap &t, const StateLayout &layout) {
+    const std::string dom = "indexed";
+    const std::string dir = layout.root() + "/lib/qemu/snapshot/" + dom;
+    const std::string index = layout.root() + "/lib/qemu/snapshot-index/" + dom + ".index";
+    fresh_tree(t, layout, dom, "index");  // dropped at once: its destructor writes the index
+    t.ok(file::exists(index), "index written when the changed list goes away");
+
+    std::map<std::string, std::string> cold_xml;
+    {
+        std::filesystem::rename(index, index + ".away");
+        SnapshotList cold;
+        auto r = cold.load(layout, dom, uuid());
+        t.ok(r && r->loaded == 7 && r->from_index == 0 && cold.parsed_count() == 7,
+             "without the index every file is parsed");
+        for (auto &s : tree_specs()) {
+            auto x = cold.get_xml(s.name, VIR_DOMAIN_SNAPSHOT_XML_SECURE);
+            cold_xml[s.name] = x ? *x : "ERROR";
+        }
+        std::filesystem::rename(index + ".away", index);
+    }
+    {
+        SnapshotList warm;
+        auto r = warm.load(layout, dom, uuid());
+        t.ok(r && r->loaded == 7 && r->from_index == 7 && warm.parsed_count() == 0,
+             "with the index no file is parsed at load");
+        bool names_only = warm.list_all(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL).has_value() && warm.num(0).has_value() &&
+                          warm.check_exists("c").has_value() && warm.parent_name("e").has_value() &&
+                          warm.current_name().has_value() && warm.is_current("e").has_value() &&
+                          warm.num_children("a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS).has_value() &&
+                          warm.list_all(VIR_DOMAIN_SNAPSHOT_LIST_EXTERNAL).has_value();
+        t.ok(names_only && warm.parsed_count() == 0, "lookups by name, listings and counts parse nothing",
+             std::to_string(warm.parsed_count()));
+        test_queries(t, warm, "from the index");
+        bool same = true;
+        for (auto &s : tree_specs()) {
+            auto x = warm.get_xml(s.name, VIR_DOMAIN_SNAPSHOT_XML_SECURE);
+            same = same && x && *x == cold_xml[s.name];
+        }
+        t.ok(same, "definitions parsed on demand format as a full parse does");
+        t.eq(warm.parsed_count(), size_t(7), "each definition parsed once asked for");
+    }
+
+    // A file rewritten behind the index's back is parsed again.
+    {
+        std::string d = file_text(dir + "/d.xml");
+        size_t at = d.find("<state>");
+        d.insert(at, "<description>edited</description>\n  ");
+        auto st = file::write_atomic(dir + "/d.xml", d);
+        SnapshotList list;
+        auto r = list.load(layout, dom, uuid());
+        auto def = list.find("d");
+        t.ok(st && r && r->from_index == 6 && def && (*def)->description == "edited",
+             "a changed file is parsed, the others come from the index");
+    }
+
+    // A lost parent: the tree makes roots, the index keeps what the files say.
+    {
+        std::filesystem::rename(dir + "/b.xml", layout.root() + "/b.xml.away");
+        for (int round = 0; round < 2; round++) {
+            SnapshotList list;
+            auto r = list.load(layout, dom, uuid());
+            auto p = list.parent_name("c");
+            t.ok(r && r->loaded == 6 && r->files.inconsistent_relations && !p && !list.has_current() &&
+                     r->from_index == 6,
+                 "missing parent: orphans become roots, current cleared (round " + std::to_string(round) + ")");
+        }
+        std::filesystem::rename(layout.root() + "/b.xml.away", dir + "/b.xml");
+        SnapshotList list;
+        auto r = list.load(layout, dom, uuid());
+        auto p = list.parent_name("c");
+        t.ok(r && !r->files.inconsistent_relations && p && *p == "b" &&
+                 list.current_name() == std::optional<std::string>("e"),
+             "the parent back: relations and current as the files say");
+    }
+
+    // Two files naming one snapshot: the first read wins, with or without the index.
+    {
+        std::filesystem::copy_file(dir + "/e.xml", dir + "/e2.xml");
+        for (int round = 0; round < 2; round++) {
+            SnapshotList list;
+            auto r = list.load(layout, dom, uuid());
+            t.ok(r && r->loaded == 7 && r->files.skipped.size() == 1 &&
+                     r->files.skipped[0].path == dir + "/e2.xml",
+                 "duplicate name skipped (round " + std::to_string(round) + ")");
+        }
+        std::filesystem::remove(dir + "/e2.xml");
+    }
+
+    // An index that is not ours, or torn, only costs the parsing.
+    for (const char *junk : {"garbage\n", "virtsnap-snapshot-index 1\na.xml\t1\t2", ""}) {
+        auto st = file::write_atomic(index, junk);
+        SnapshotList list;
+        auto r = list.load(layout, dom, uuid());
+        auto again = file::read(index, 1 << 20);
+        t.ok(st && r && r->loaded == 7 && r->from_index == 0 && again &&
+                 again->rfind("virtsnap-snapshot-index 1\n", 0) == 0,
+             "unusable index ignored and rewritten");
+    }
+
+    // Undefine's remove_all takes the index along.
+    {
+        SnapshotList list;
+        auto r = list.load(layout, dom, uuid());
+        auto gone = list.remove_all();
+        t.ok(r && gone && !file::exists(index) && !file::exists(dir), "remove_all removes the index too");
+    }
+}
+
 void test_bulk(Tap &t) {
     // tmpfs when available: the test measures the list, not the disk's fsync.
     std::string base = file::exists("/dev/shm") ? "/dev/shm" : std::string();
@@ -684,6 +832,8 @@ int main() {
     test_crash_current(t, *layout);
     test_add_created(t, *layout);
     test_libvirt_files(t, *layout);
+    test_index_format(t);
+    test_index(t, *layout);
     test_bulk(t);
     return t.finish();
 }

@@ -35,17 +35,20 @@ Result<std::string> MomentStore::path_for(std::string_view name) const {
     return file::child_path(dir_, name, ".xml", error_domain());
 }
 
-Status MomentStore::save(std::string_view name, std::string_view text) const {
+Status MomentStore::save(std::string_view name, std::string_view text, file::Durability durability,
+                         file::FileStamp *stamp) const {
     std::string path = TRY(path_for(name));
     TRY(file::make_dirs(dir_, 0755, error_domain()));
-    return file::write_atomic(path, text, 0600, error_domain());
+    TRY(file::write_atomic(path, text, 0600, error_domain(), durability));
+    if (stamp) *stamp = TRY(file::stamp_of(path, error_domain()));
+    return ok();
 }
 
-Status MomentStore::remove(std::string_view name) const {
+Status MomentStore::remove(std::string_view name, file::Durability durability) const {
     std::string path = TRY(path_for(name));
     TRY(file::remove(path, error_domain()));
     if (!file::exists(dir_)) return ok();
-    return file::sync_dir(dir_, error_domain());
+    return file::settle_dir(dir_, durability, error_domain());
 }
 
 Status MomentStore::remove_all() const {
@@ -84,10 +87,19 @@ Status MomentStore::rename_domain(const StateLayout &layout, std::string_view ne
 }
 
 Result<MomentLoadReport> MomentStore::load_all(const ParseFn &parse) const {
+    CachedLoader loader;
+    loader.parse = [&](const std::string &path, std::string_view text, const file::FileStamp &) {
+        return parse(path, text);
+    };
+    return load_all(loader);
+}
+
+Result<MomentLoadReport> MomentStore::load_all(const CachedLoader &loader) const {
     const bool snapshot = kind_ == MomentKind::Snapshot;
     const char *what = snapshot ? "snapshot" : "checkpoint";
     MomentLoadReport report;
-    // One sorted listing, then one open/read/close per file: no stat, no fsync.
+    // One sorted listing, then per file one stat when a cache may know it,
+    // else one open/fstat/read/close: no fsync.
     std::vector<std::string> names = TRY(file::list_dir(dir_, error_domain()));
     report.loaded.reserve(names.size());
     for (const std::string &entry : names) {
@@ -99,19 +111,27 @@ Result<MomentLoadReport> MomentStore::load_all(const ParseFn &parse) const {
             report.ignored_temporaries.push_back(std::move(path));
             continue;
         }
-        auto text = file::read(path, kMaxFileBytes, error_domain());
-        if (!text) {
-            VS_ERROR("Failed to read %s file %s: %s", what, path.c_str(), text.error().message().c_str());
-            report.skipped.push_back({std::move(path), std::move(text).error()});
-            continue;
+        std::optional<Result<MomentFileInfo>> outcome;
+        if (loader.known) {
+            if (auto stamp = file::stamp_of(path, error_domain())) outcome = loader.known(entry, *stamp);
         }
-        auto info = parse(path, *text);
-        if (!info) {
+        if (!outcome) {
+            file::FileStamp stamp;
+            auto text = file::read(path, kMaxFileBytes, stamp, error_domain());
+            if (!text) {
+                VS_ERROR("Failed to read %s file %s: %s", what, path.c_str(), text.error().message().c_str());
+                report.skipped.push_back({std::move(path), std::move(text).error()});
+                continue;
+            }
+            outcome = loader.parse(path, *text, stamp);
+        }
+        if (!*outcome) {
             VS_ERROR("Failed to parse %s XML from file '%s': %s", what, path.c_str(),
-                     info.error().message().c_str());
-            report.skipped.push_back({std::move(path), std::move(info).error()});
+                     outcome->error().message().c_str());
+            report.skipped.push_back({std::move(path), std::move(*outcome).error()});
             continue;
         }
+        MomentFileInfo *info = &**outcome;
         if (info->claims_current) {
             if (report.current)
                 VS_ERROR("Too many %ss claiming to be current for domain %s", what, domain_.c_str());

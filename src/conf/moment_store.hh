@@ -15,6 +15,7 @@
 
 #include "conf/moment_tree.hh"
 #include "conf/state_layout.hh"
+#include "util/file.hh"
 #include "util/log.hh"
 #include "util/result.hh"
 
@@ -63,11 +64,15 @@ public:
     virErrorDomain error_domain() const;
     [[nodiscard]] Result<std::string> path_for(std::string_view name) const;
 
-    // Writes `<name>.xml` atomically (temporary, fsync, rename, directory
-    // fsync), creating the directory first.
-    [[nodiscard]] Status save(std::string_view name, std::string_view text) const;
-    // Removes `<name>.xml` and fsyncs the directory; a missing file is fine.
-    [[nodiscard]] Status remove(std::string_view name) const;
+    // Writes `<name>.xml` atomically (temporary, rename), creating the
+    // directory first; Immediate also fsyncs the file and the directory.
+    // `stamp`, when given, receives the stamp of the new file.
+    [[nodiscard]] Status save(std::string_view name, std::string_view text,
+                              file::Durability durability = file::Durability::Immediate,
+                              file::FileStamp *stamp = nullptr) const;
+    // Removes `<name>.xml` and settles the directory; a missing file is fine.
+    [[nodiscard]] Status remove(std::string_view name,
+                                file::Durability durability = file::Durability::Immediate) const;
     // Removes every file and the directory itself (undefine with
     // --snapshots-metadata / --checkpoints-metadata). Keeps going after a
     // failure and returns the first error.
@@ -82,6 +87,20 @@ public:
     // nothing. Fails only when the directory itself cannot be listed.
     using ParseFn = std::function<Result<MomentFileInfo>(const std::string &path, std::string_view text)>;
     [[nodiscard]] Result<MomentLoadReport> load_all(const ParseFn &parse) const;
+
+    // load_all for a caller that caches what it learnt from each file
+    // version: `known` is asked first with the entry's stamp (one stat, no
+    // read) and answers as `parse` would when it knows that exact version,
+    // std::nullopt otherwise; then the file is read and `parse` gets its text
+    // and the stamp of what was read.
+    struct CachedLoader {
+        std::function<std::optional<Result<MomentFileInfo>>(const std::string &entry, const file::FileStamp &stamp)>
+            known;
+        std::function<Result<MomentFileInfo>(const std::string &path, std::string_view text,
+                                             const file::FileStamp &stamp)>
+            parse;
+    };
+    [[nodiscard]] Result<MomentLoadReport> load_all(const CachedLoader &loader) const;
 
     // load_all into a tree: each parsed payload is added (duplicates skipped),
     // current is set from the files, then relations are rebuilt, which resets

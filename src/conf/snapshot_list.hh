@@ -25,11 +25,24 @@
 // Order. Listings without TOPOLOGICAL follow creation order (libvirt follows
 // its hash table). Files carry no sequence number, so a load orders
 // snapshots by creationTime, then name.
+//
+// Scale. A load reads only the files the start-up index (snapshot_index.hh)
+// does not know in their current version; the definitions of the others are
+// parsed from their files the first time a caller needs them (find, get_xml,
+// a change that rewrites them). Lookups by name, listings and counts never
+// need a definition. The index is rewritten after a load that parsed
+// anything and by save_index() (the daemon calls it at shut-down).
+//
+// Durability. Metadata writes are atomic at once and durable within
+// DeferredSync's delay (util/deferred_sync.hh): a killed daemon never loses
+// one, a power cut may lose the last moment's. Jobs whose journal could redo a
+// write flush before they end.
 #pragma once
 
 #include "conf/moment_store.hh"
 #include "conf/moment_tree.hh"
 #include "conf/snapshot_def.hh"
+#include "conf/snapshot_index.hh"
 #include "conf/state_layout.hh"
 #include "util/result.hh"
 #include "util/uuid.hh"
@@ -68,19 +81,29 @@ struct SnapshotRemoval {
 struct SnapshotLoadReport {
     MomentLoadReport files;                 // what the store read and skipped
     size_t loaded = 0;
+    size_t from_index = 0;                  // of `loaded`, known from the index (not read)
     std::optional<std::string> current;     // after all start-up rules
 };
 
-// One tree node's payload: the definition and what the list filters read.
+// One tree node's payload: what the list filters read, the definition once
+// parsed, and the version of the metadata file it describes.
 struct SnapshotListEntry {
-    SnapshotDefPtr def;
+    mutable SnapshotDefPtr def;             // null until needed (entry from the index)
     SnapshotStateClass state_class = SnapshotStateClass::Active;
     bool external = false;
+    std::optional<int64_t> creation_time;
+    file::FileStamp stamp;                  // ino 0: not indexable
+    // What that file says (the tree may differ: a lost parent makes a root).
+    std::string file_parent;
+    bool file_claims_current = false;
 };
 
 class SnapshotList {
 public:
     SnapshotList() = default;
+    // Writes the start-up index when the list changed since it was last
+    // written (the daemon drops its lists at shut-down).
+    ~SnapshotList();
     SnapshotList(const SnapshotList &) = delete;
     SnapshotList &operator=(const SnapshotList &) = delete;
 
@@ -106,6 +129,9 @@ public:
     [[nodiscard]] Result<bool> is_current(std::string_view name) const;
     // NO_DOMAIN_SNAPSHOT "snapshot '%s' does not have a parent" for a root.
     [[nodiscard]] Result<SnapshotDefPtr> parent(std::string_view name) const;
+    // The same checks by name only: no definition is parsed.
+    [[nodiscard]] Status check_exists(std::string_view name) const;
+    [[nodiscard]] Result<std::string> parent_name(std::string_view name) const;
 
     // ---- listings: each checks its API's flags first (virCheckFlags) ----
     [[nodiscard]] Result<int> num(unsigned flags) const;                          // qemuDomainSnapshotNum
@@ -143,14 +169,27 @@ public:
     // Drops every snapshot and the directory (undefine --snapshots-metadata).
     [[nodiscard]] Status remove_all();
 
+    // Writes the start-up index for what the list holds now.
+    [[nodiscard]] Status save_index() const;
+    // How many definitions are parsed (memory and laziness checks in tests).
+    size_t parsed_count() const;
+
 private:
     using Entry = SnapshotListEntry;
     using Tree = MomentTree<Entry>;
 
     static Entry make_entry(SnapshotDefPtr def);
+    static Entry make_entry(const SnapshotSummary &summary);
     [[nodiscard]] Status require_loaded() const;
     [[nodiscard]] Result<MomentId> lookup(std::string_view name) const;
-    [[nodiscard]] Status write(const SnapshotDef &def, bool current) const;
+    // The definition of `id`, parsed from its file on first use.
+    [[nodiscard]] Result<SnapshotDefPtr> def_of(MomentId id) const;
+    // Writes the file of `def` and returns the entry it now has (`current`
+    // is what the file claims; memory is the caller's business).
+    [[nodiscard]] Result<Entry> write(SnapshotDefPtr def, bool current) const;
+    // Rewrites the file of an existing snapshot with a new current claim.
+    [[nodiscard]] Status rewrite_claim(MomentId id, bool current);
+    [[nodiscard]] Status save_index_locked() const;
     // Writes `id` as current, then clears the old current's claim; memory
     // follows the first write.
     [[nodiscard]] Status switch_current(MomentId id);
@@ -160,6 +199,8 @@ private:
     mutable std::mutex mu_;
     Tree tree_;
     std::optional<MomentStore> store_;
+    std::string index_path_;
+    mutable bool index_dirty_ = false;
     Uuid domain_uuid_;
 };
 

@@ -77,6 +77,10 @@ Result<std::string> StateLayout::snapshot_file(std::string_view domain, std::str
     return file::child_path(dir, snapshot, ".xml", VIR_FROM_DOMAIN_SNAPSHOT);
 }
 
+Result<std::string> StateLayout::snapshot_index_file(std::string_view domain) const {
+    return file::child_path(lib_dir_ + "/snapshot-index", domain, ".index", VIR_FROM_DOMAIN_SNAPSHOT);
+}
+
 Result<std::string> StateLayout::checkpoint_file(std::string_view domain, std::string_view checkpoint) const {
     std::string dir = TRY(checkpoint_dir(domain));
     return file::child_path(dir, checkpoint, ".xml", VIR_FROM_DOMAIN_CHECKPOINT);

@@ -6,6 +6,8 @@
 //   DIR/etc/qemu/autostart/<domain>.xml        autostart symlinks
 //   DIR/lib/qemu/snapshot/<domain>/<name>.xml  snapshot metadata
 //   DIR/lib/qemu/checkpoint/<domain>/<name>.xml
+//   DIR/lib/qemu/snapshot-index/<domain>.index  virtsnap's cache of the above
+//                                              (conf/snapshot_index.hh)
 //   DIR/lib/qemu/journal/                      crash-safe job journal
 //   DIR/lib/qemu/save/<domain>.save            managed save images
 //   DIR/run/qemu/<domain>.{xml,pid,monitor,agent}  runtime status, sockets
@@ -64,6 +66,8 @@ public:
     [[nodiscard]] Result<std::string> checkpoint_dir(std::string_view domain) const;
     [[nodiscard]] Result<std::string> moment_dir(MomentKind kind, std::string_view domain) const;
     [[nodiscard]] Result<std::string> snapshot_file(std::string_view domain, std::string_view snapshot) const;
+    // Outside the snapshot directory: libvirt reads every entry there.
+    [[nodiscard]] Result<std::string> snapshot_index_file(std::string_view domain) const;
     [[nodiscard]] Result<std::string> checkpoint_file(std::string_view domain, std::string_view checkpoint) const;
     [[nodiscard]] Result<std::string> status_file(std::string_view domain) const;
     [[nodiscard]] Result<std::string> domain_pid_file(std::string_view domain) const;

@@ -66,8 +66,8 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_lookup_by_name(const rpc::C
                                                                     const std::string &name, uint32_t flags) {
     TRY(check_flags(flags, 0, "qemuDomainSnapshotLookupByName"));
     auto [dom, list] = TRY(snapshot_domain(ref));
-    auto def = TRY(list->find(name));
-    return snap_ref(ref, def->name);
+    TRY(list->check_exists(name));
+    return snap_ref(ref, name);
 }
 
 Result<bool> QemuDriver::domain_has_current_snapshot(const rpc::Client &, const rpc::DomainRef &ref, uint32_t flags) {
@@ -80,8 +80,10 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_current(const rpc::Client &
                                                              uint32_t flags) {
     TRY(check_flags(flags, 0, "qemuDomainSnapshotCurrent"));
     auto [dom, list] = TRY(snapshot_domain(ref));
-    auto def = TRY(list->current());
-    return snap_ref(ref, def->name);
+    auto name = list->current_name();
+    if (!name)
+        return fail(VIR_ERR_NO_DOMAIN_SNAPSHOT, VIR_FROM_QEMU, "the domain does not have a current snapshot");
+    return snap_ref(ref, *name);
 }
 
 Result<std::string> QemuDriver::domain_snapshot_get_xml_desc(const rpc::Client &c, const rpc::SnapshotRef &snap,
@@ -97,8 +99,8 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_get_parent(const rpc::Clien
                                                                 uint32_t flags) {
     TRY(check_flags(flags, 0, "qemuDomainSnapshotGetParent"));
     auto [dom, list] = TRY(snapshot_domain(snap.dom));
-    auto parent = TRY(list->parent(snap.name));
-    return snap_ref(snap.dom, parent->name);
+    std::string parent = TRY(list->parent_name(snap.name));
+    return snap_ref(snap.dom, parent);
 }
 
 Result<int32_t> QemuDriver::domain_snapshot_num_children(const rpc::Client &, const rpc::SnapshotRef &snap,
@@ -132,7 +134,7 @@ Result<bool> QemuDriver::domain_snapshot_has_metadata(const rpc::Client &, const
                                                       uint32_t flags) {
     TRY(check_flags(flags, 0, "qemuDomainSnapshotHasMetadata"));
     auto [dom, list] = TRY(snapshot_domain(snap.dom));
-    TRY(list->find(snap.name));
+    TRY(list->check_exists(snap.name));
     return true;  // every snapshot virtsnapd knows has metadata
 }
 
