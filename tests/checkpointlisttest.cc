@@ -71,7 +71,8 @@ std::string parent_in_file(const std::string &path) {
     return (*def)->parent_name.value_or("");
 }
 
-// a ── b ── c,  a ── d,  e (root); created a b c e d.
+// a ── b ── c,  a ── d,  e (root); created a b c e d. Siblings list newest
+// first, as libvirt's.
 void build(Tap &t, CheckpointList &list, const std::string &tag) {
     bool ok = true;
     for (auto [n, p, tm] : std::vector<std::tuple<std::string, std::string, long long>>{
@@ -86,13 +87,13 @@ void queries(Tap &t, const CheckpointList &list, const std::string &tag) {
     t.eq(list.count(), size_t(5), tag + ": count");
     const std::vector<std::pair<unsigned, std::string>> cases = {
         {0, "a b c e d"},
-        {VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL, "a b c d e"},
-        {VIR_DOMAIN_CHECKPOINT_LIST_ROOTS, "a e"},
+        {VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL, "e a d b c"},
+        {VIR_DOMAIN_CHECKPOINT_LIST_ROOTS, "e a"},
         {VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "c e d"},
         {VIR_DOMAIN_CHECKPOINT_LIST_NO_LEAVES, "a b"},
         {VIR_DOMAIN_CHECKPOINT_LIST_LEAVES | VIR_DOMAIN_CHECKPOINT_LIST_NO_LEAVES, ""},
         {VIR_DOMAIN_CHECKPOINT_LIST_ROOTS | VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "e"},
-        {VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL | VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "c d e"},
+        {VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL | VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "e d c"},
     };
     for (auto &[flags, expected] : cases) {
         char name[64];
@@ -103,9 +104,9 @@ void queries(Tap &t, const CheckpointList &list, const std::string &tag) {
         t.eq(n ? *n : -1, words, tag + name + " count");
     }
     const std::vector<std::tuple<std::string, unsigned, std::string>> children = {
-        {"a", 0, "b d"},
-        {"a", VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS, "b c d"},
-        {"a", VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS | VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "c d"},
+        {"a", 0, "d b"},
+        {"a", VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS, "d b c"},
+        {"a", VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS | VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, "d c"},
         {"a", VIR_DOMAIN_CHECKPOINT_LIST_NO_LEAVES, "b"},
         {"b", VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS | VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL, "c"},
         {"e", 0, ""},
@@ -239,11 +240,11 @@ int main() {
 
     // Replace keeps children.
     auto rep = list.redefine(parse("b", "", 2));
-    t.ok(rep && join(list.list_all(VIR_DOMAIN_CHECKPOINT_LIST_ROOTS)) == "a b e" &&
+    t.ok(rep && join(list.list_all(VIR_DOMAIN_CHECKPOINT_LIST_ROOTS)) == "b e a" &&
              join(list.list_all_children("b", 0)) == "c",
          "redefine replaces b as a root, keeping child c");
     auto back = list.redefine(parse("b", "a", 2));
-    t.ok(back && join(list.list_all_children("a", 0)) == "b d", "b back below a");
+    t.ok(back && join(list.list_all_children("a", 0)) == "b d", "b back below a, first");
 
     // add_created.
     auto added = list.add_created(parse("f", "c", 6));

@@ -84,13 +84,13 @@ void test_relations(test::Tap &tap) {
     Tree t;
     build_fixed(t);
     tap.eq(t.size(), size_t(7), "fixed tree has 7 moments");
-    tap.eq(names(t, t.roots()), std::string("a g"), "roots in creation order");
-    tap.eq(names(t, t.children(t.find("a"))), std::string("b c"), "children of a");
-    tap.eq(names(t, t.children(t.find("b"))), std::string("d e"), "children of b");
-    tap.eq(names(t, t.descendants(t.find("a"))), std::string("b d e c f"), "descendants of a, pre-order");
+    tap.eq(names(t, t.roots()), std::string("g a"), "roots, newest first");
+    tap.eq(names(t, t.children(t.find("a"))), std::string("c b"), "children of a, newest first");
+    tap.eq(names(t, t.children(t.find("b"))), std::string("e d"), "children of b");
+    tap.eq(names(t, t.descendants(t.find("a"))), std::string("c f b e d"), "descendants of a, pre-order");
     tap.eq(t.descendant_count(t.find("a")), size_t(5), "descendant count of a");
     tap.eq(names(t, t.leaves()), std::string("d e f g"), "leaves");
-    tap.eq(names(t, t.topological()), std::string("a b d e c f g"), "topological order");
+    tap.eq(names(t, t.topological()), std::string("g a c f b e d"), "topological order");
     tap.eq(names(t, t.in_creation_order()), std::string("a b c d e f g"), "creation order");
     tap.eq(t.name(t.parent(t.find("f"))), std::string("c"), "parent of f");
     tap.eq(t.parent(t.find("a")), kNoMoment, "a has no parent");
@@ -121,35 +121,36 @@ void test_relations(test::Tap &tap) {
     tap.ok(bool(t.check_parent("new", "d")), "a new moment below any existing one is fine");
     tap.ok(bool(t.check_parent("b", "")), "no parent is always fine");
 
-    // Re-parent c below b: siblings stay in creation order (c before d, e).
+    // Re-parent c below b: as libvirt's re-link, it goes first.
     tap.ok(bool(t.reparent(t.find("c"), t.find("b"))), "reparent c below b");
-    tap.eq(names(t, t.children(t.find("b"))), std::string("c d e"), "children of b after reparent");
-    tap.eq(names(t, t.topological()), std::string("a b c f d e g"), "topological after reparent");
+    tap.eq(names(t, t.children(t.find("b"))), std::string("c e d"), "children of b after reparent");
+    tap.eq(names(t, t.topological()), std::string("g a b c f e d"), "topological after reparent");
     auto bad = t.reparent(t.find("a"), t.find("f"));
     tap.ok(!bad && bad.error().code == VIR_ERR_INVALID_ARG, "reparent into own subtree refused");
-    tap.eq(names(t, t.topological()), std::string("a b c f d e g"), "refused reparent changes nothing");
+    tap.eq(names(t, t.topological()), std::string("g a b c f e d"), "refused reparent changes nothing");
     tap.ok(bool(t.reparent(t.find("c"), t.find("a"))), "reparent c back below a");
     tap.ok(bool(t.reparent(t.find("g"), kNoMoment)), "reparent to root when already root");
-    tap.eq(names(t, t.topological()), std::string("a b d e c f g"), "tree restored");
+    tap.eq(names(t, t.topological()), std::string("g a c f b e d"), "tree restored");
 
     // Current.
     tap.eq(t.current(), kNoMoment, "no current at first");
     t.set_current(t.find("b"));
     tap.eq(t.name(t.current()), std::string("b"), "set current");
 
-    // Remove b: d and e move up to a, keeping creation order among a's children.
+    // Remove b: e and d move up to a, in their order, ahead of a's children
+    // (virDomainMomentMoveChildren).
     auto removed = t.remove(t.find("b"));
     tap.ok(removed.was_current && t.current() == kNoMoment, "removing current clears current");
     tap.eq(t.name(removed.parent), std::string("a"), "children went to the removed moment's parent");
     tap.eq(name_set(t, removed.reparented), std::string("de"), "reparented children reported");
     tap.ok(removed.payload && removed.payload->state == SnapshotStateClass::Active, "payload handed back");
-    tap.eq(names(t, t.children(t.find("a"))), std::string("c d e"), "a's children after removing b");
+    tap.eq(names(t, t.children(t.find("a"))), std::string("e d c"), "a's children after removing b");
     tap.ok(!t.contains("b") && t.size() == 6, "b gone");
 
     // Remove a root with children: they become roots.
     t.set_current(t.find("f"));
     auto ra = t.remove(t.find("a"));
-    tap.eq(names(t, t.roots()), std::string("c d e g"), "children of a removed root become roots");
+    tap.eq(names(t, t.roots()), std::string("e d c g"), "children of a removed root become roots");
     tap.ok(!ra.was_current && t.name(t.current()) == "f", "current kept when another moment is removed");
 
     // Remove with descendants.
@@ -159,10 +160,10 @@ void test_relations(test::Tap &tap) {
     tap.eq(t.current(), kNoMoment, "current inside a removed subtree is cleared");
     tap.eq(names(t, t.in_creation_order()), std::string("d e g"), "what remains");
 
-    // Freed slots are reused and the new moment sorts last.
+    // Freed slots are reused; the new moment is last in creation order.
     auto h = t.add("h", "d", std::make_unique<Snap>());
     tap.ok(h && t.name(*h) == "h", "add after removals");
-    tap.eq(names(t, t.topological()), std::string("d h e g"), "new moment placed below its parent");
+    tap.eq(names(t, t.topological()), std::string("e d h g"), "new moment placed below its parent");
     tap.eq(names(t, t.in_creation_order()), std::string("d e g h"), "new moment is last in creation order");
 
     // A single chain has a single leaf (checkpoint "current").
@@ -200,7 +201,7 @@ void test_rebuild(test::Tap &tap) {
     bad.set_current(bad.find("ok"));
     tap.ok(!bad.rebuild_relations(), "inconsistent relations reported");
     tap.eq(bad.current(), kNoMoment, "current reset on inconsistent relations");
-    tap.eq(names(bad, bad.roots()), std::string("x q s ok"), "missing parent and cycle closers became roots");
+    tap.eq(names(bad, bad.roots()), std::string("ok s q x"), "missing parent and cycle closers became roots");
     tap.eq(bad.name(bad.parent(bad.find("p"))), std::string("q"), "cycle broken at the later moment");
     tap.eq(bad.name(bad.parent(bad.find("r"))), std::string("p"), "moment below a cycle keeps its parent");
     tap.eq(names(bad, bad.orphaned()), std::string("x q s"), "orphaned moments reported");
@@ -269,9 +270,9 @@ void test_list_explicit(test::Tap &tap) {
         const char *expected;  // in listing order
     } cases[] = {
         {kNoMoment, 0, "a b c d e f g"},
-        {kNoMoment, TOPO, "a b d e c f g"},
-        {kNoMoment, ROOTS, "a g"},
-        {kNoMoment, ROOTS | TOPO, "a g"},
+        {kNoMoment, TOPO, "g a c f b e d"},
+        {kNoMoment, ROOTS, "g a"},
+        {kNoMoment, ROOTS | TOPO, "g a"},
         {kNoMoment, L, "d e f g"},
         {kNoMoment, NL, "a b c"},
         {kNoMoment, L | NL, ""},
@@ -290,22 +291,22 @@ void test_list_explicit(test::Tap &tap) {
         {kNoMoment, INT | EXT, "a b c d e f g"},
         {kNoMoment, AC | EXT, "e"},
         {kNoMoment, AC | INT, "b f"},
-        {kNoMoment, DO | L | TOPO, "d g"},
+        {kNoMoment, DO | L | TOPO, "g d"},
         {kNoMoment, ROOTS | EXT, "g"},
         {kNoMoment, NL | INT | M, "a b c"},
         {kNoMoment, NL | EXT, ""},
         {kNoMoment, L | IN, ""},
         {kNoMoment, L | AC | DO | EXT, "d e g"},
-        {a, 0, "b c"},
-        {a, DESC, "b d e c f"},
-        {a, DESC | TOPO, "b d e c f"},
-        {a, DESC | L, "d e f"},
-        {a, DESC | NL, "b c"},
-        {a, DESC | EXT, "d e"},
+        {a, 0, "c b"},
+        {a, DESC, "c f b e d"},
+        {a, DESC | TOPO, "c f b e d"},
+        {a, DESC | L, "f e d"},
+        {a, DESC | NL, "c b"},
+        {a, DESC | EXT, "e d"},
         {a, DESC | IN, "c"},
         {a, L, ""},
         {a, NM, ""},
-        {b, 0, "d e"},
+        {b, 0, "e d"},
         {b, DESC | DO, "d"},
         {c, 0, "f"},
         {c, DESC | NL, ""},
@@ -361,11 +362,11 @@ void test_checkpoint_flags(test::Tap &tap) {
     const auto &bits = checkpoint_list_flags();
     tap.eq(names(t, t.list(kNoMoment, VIR_DOMAIN_CHECKPOINT_LIST_ROOTS, bits)), std::string("c1"),
            "checkpoint ROOTS");
-    tap.eq(names(t, t.list(kNoMoment, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL, bits)), std::string("c1 c2 c3 x1"),
+    tap.eq(names(t, t.list(kNoMoment, VIR_DOMAIN_CHECKPOINT_LIST_TOPOLOGICAL, bits)), std::string("c1 x1 c2 c3"),
            "checkpoint TOPOLOGICAL (value 2, not METADATA)");
     tap.eq(names(t, t.list(kNoMoment, VIR_DOMAIN_CHECKPOINT_LIST_LEAVES, bits)), std::string("c3 x1"),
            "checkpoint LEAVES");
-    tap.eq(names(t, t.list(t.find("c1"), VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS, bits)), std::string("c2 c3 x1"),
+    tap.eq(names(t, t.list(t.find("c1"), VIR_DOMAIN_CHECKPOINT_LIST_DESCENDANTS, bits)), std::string("x1 c2 c3"),
            "checkpoint DESCENDANTS");
     tap.eq(t.count(t.find("c1"), 0, bits), size_t(2), "checkpoint children count");
 }

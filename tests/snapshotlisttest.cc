@@ -120,7 +120,8 @@ std::string parent_in_file(const std::string &path) {
 //     │               └── d (running) ── e (paused)     [current]
 //     └── f (shutoff)
 //   g (running)
-// g is created before f, so creation order differs from topological order.
+// g is created before f, so creation order differs from topological order;
+// siblings list newest first, as libvirt prepends them.
 std::vector<SnapSpec> tree_specs() {
     return {
         {"a", "", "shutoff", 1000}, {"b", "a", "running", 1001},          {"c", "b", "disk-snapshot", 1002, true},
@@ -165,9 +166,9 @@ void test_queries(Tap &t, SnapshotList &list, const std::string &tag) {
     // Every list flag of ListAllSnapshots on the whole domain.
     const std::vector<std::pair<unsigned, std::string>> all_cases = {
         {0, "a b c d e g f"},
-        {VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "a b c d e f g"},
-        {VIR_DOMAIN_SNAPSHOT_LIST_ROOTS, "a g"},
-        {VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "a g"},
+        {VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "g a f b d e c"},
+        {VIR_DOMAIN_SNAPSHOT_LIST_ROOTS, "g a"},
+        {VIR_DOMAIN_SNAPSHOT_LIST_ROOTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "g a"},
         {VIR_DOMAIN_SNAPSHOT_LIST_LEAVES, "c e g f"},
         {VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES, "a b d"},
         {VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES, ""},
@@ -189,10 +190,10 @@ void test_queries(Tap &t, SnapshotList &list, const std::string &tag) {
         {VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE, "e g"},
         {VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE, "b d"},
         {VIR_DOMAIN_SNAPSHOT_LIST_LEAVES | VIR_DOMAIN_SNAPSHOT_LIST_INTERNAL | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL,
-         "e f g"},
+         "g f e"},
         {VIR_DOMAIN_SNAPSHOT_LIST_DISK_ONLY | VIR_DOMAIN_SNAPSHOT_LIST_INTERNAL, ""},
         {VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL | VIR_DOMAIN_SNAPSHOT_LIST_INACTIVE | VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE,
-         "a b d e f g"},
+         "g a f b d e"},
     };
     for (auto &[flags, expected] : all_cases) {
         char name[96];
@@ -206,22 +207,22 @@ void test_queries(Tap &t, SnapshotList &list, const std::string &tag) {
             t.eq(n ? *n : -1, int(words), tag + name);
         }
     }
-    t.eq(join(list.list_names(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, 3)), std::string("a b c"),
+    t.eq(join(list.list_names(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, 3)), std::string("g a f"),
          tag + ": list_names truncates to maxnames");
     t.eq(join(list.list_names(0, 100)), std::string("a b c d e g f"), tag + ": list_names(0)");
 
     // Children of a given snapshot.
     const std::vector<std::tuple<std::string, unsigned, std::string>> child_cases = {
-        {"a", 0, "b f"},
-        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, "b c d e f"},
-        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "b c d e f"},
-        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_LEAVES, "c e f"},
+        {"a", 0, "f b"},
+        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, "f b d e c"},
+        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL, "f b d e c"},
+        {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_LEAVES, "f e c"},
         {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_NO_LEAVES, "b d"},
         {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_ACTIVE, "b d e"},
         {"a", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS | VIR_DOMAIN_SNAPSHOT_LIST_EXTERNAL, "c"},
         {"a", VIR_DOMAIN_SNAPSHOT_LIST_LEAVES, "f"},
-        {"b", 0, "c d"},
-        {"b", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, "c d e"},
+        {"b", 0, "d c"},
+        {"b", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, "d e c"},
         {"b", VIR_DOMAIN_SNAPSHOT_LIST_DISK_ONLY, "c"},
         {"d", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, "e"},
         {"e", VIR_DOMAIN_SNAPSHOT_LIST_DESCENDANTS, ""},
@@ -327,9 +328,9 @@ void test_delete(Tap &t, const StateLayout &layout) {
         auto list = fresh_tree(t, layout, "del-root", "del-root");
         std::string dir = layout.root() + "/lib/qemu/snapshot/del-root";
         auto r = list->remove_metadata("a", MomentRemoveMode::Single);
-        t.ok(r && names_of(*r) == "a" && join(r->reparented) == "b f" && !r->current_changed,
-             "delete root a: removed a, reparented b f");
-        t.eq(join(list->list_all(VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)), std::string("b g f"), "b and f are roots");
+        t.ok(r && names_of(*r) == "a" && join(r->reparented) == "f b" && !r->current_changed,
+             "delete root a: removed a, reparented f b");
+        t.eq(join(list->list_all(VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)), std::string("f b g"), "f and b are roots, ahead of g");
         expect_error(t, list->parent("b"), VIR_ERR_NO_DOMAIN_SNAPSHOT, VIR_FROM_QEMU,
                      "snapshot 'b' does not have a parent", "b has no parent in memory");
         t.eq(parent_in_file(dir + "/b.xml") + "|" + parent_in_file(dir + "/f.xml"), std::string("|"),
@@ -339,7 +340,7 @@ void test_delete(Tap &t, const StateLayout &layout) {
         t.eq(files_in(dir), std::string("b.xml c.xml d.xml e.xml f.xml g.xml"), "a.xml unlinked");
         SnapshotList again;
         auto l = again.load(layout, "del-root", uuid());
-        t.ok(l && join(again.list_all(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)) == "b c d e g f" &&
+        t.ok(l && join(again.list_all(VIR_DOMAIN_SNAPSHOT_LIST_TOPOLOGICAL)) == "f g b d e c" &&
                  again.current_name() == std::optional<std::string>("e"),
              "reload after deleting the root");
     }
@@ -348,8 +349,8 @@ void test_delete(Tap &t, const StateLayout &layout) {
         auto list = fresh_tree(t, layout, "del-mid", "del-mid");
         std::string dir = layout.root() + "/lib/qemu/snapshot/del-mid";
         auto r = list->remove_metadata("b", MomentRemoveMode::Single);
-        t.ok(r && names_of(*r) == "b" && join(r->reparented) == "c d", "delete middle b: c d reparented");
-        t.eq(join(list->list_all_children("a", 0)), std::string("c d f"), "a's children are c d f");
+        t.ok(r && names_of(*r) == "b" && join(r->reparented) == "d c", "delete middle b: d c reparented");
+        t.eq(join(list->list_all_children("a", 0)), std::string("d c f"), "a's children are d c f");
         t.eq(parent_in_file(dir + "/c.xml") + parent_in_file(dir + "/d.xml"), std::string("aa"),
              "c and d files name a");
         t.ok(claims_current(dir + "/e.xml") && list->current_name() == std::optional<std::string>("e"),
@@ -390,7 +391,7 @@ void test_delete(Tap &t, const StateLayout &layout) {
         auto list = fresh_tree(t, layout, "del-children", "del-children");
         std::string dir = layout.root() + "/lib/qemu/snapshot/del-children";
         auto r = list->remove_metadata("b", MomentRemoveMode::WithChildren);
-        t.ok(r && names_of(*r) == "c d e b", "CHILDREN removes descendants in pre-order, then b");
+        t.ok(r && names_of(*r) == "d e c b", "CHILDREN removes descendants in pre-order, then b");
         t.ok(r && r->current == std::optional<std::string>("a") && claims_current(dir + "/a.xml"),
              "CHILDREN: current moves to b's parent");
         t.eq(files_in(dir), std::string("a.xml f.xml g.xml"), "CHILDREN: files gone");
@@ -401,7 +402,7 @@ void test_delete(Tap &t, const StateLayout &layout) {
         auto list = fresh_tree(t, layout, "del-conly", "del-conly");
         std::string dir = layout.root() + "/lib/qemu/snapshot/del-conly";
         auto r = list->remove_metadata("b", MomentRemoveMode::ChildrenOnly);
-        t.ok(r && names_of(*r) == "c d e", "CHILDREN_ONLY removes c d e");
+        t.ok(r && names_of(*r) == "d e c", "CHILDREN_ONLY removes d e c");
         t.ok(r && r->current == std::optional<std::string>("b") && claims_current(dir + "/b.xml"),
              "CHILDREN_ONLY: b becomes current");
         auto n = list->num_children("b", 0);
@@ -434,7 +435,7 @@ void test_delete(Tap &t, const StateLayout &layout) {
         t.ok(!r && !r2 && !r3, "writes into a read-only directory fail");
         t.ok(list->count() == 7 && list->contains("b") && !list->contains("x") &&
                  list->current_name() == std::optional<std::string>("e") &&
-                 join(list->list_all_children("b", 0)) == "c d",
+                 join(list->list_all_children("b", 0)) == "d c",
              "failed changes left memory as it was");
         t.eq(parent_in_file(dir + "/c.xml"), std::string("b"), "failed delete left the files as they were");
     } else {
@@ -475,7 +476,7 @@ void test_crash_current(Tap &t, const StateLayout &layout) {
     SnapshotList fifth;
     auto r4 = fifth.load(layout, "crash", uuid());
     t.ok(rm && r4 && r4->files.inconsistent_relations && !fifth.has_current(), "missing parent clears current");
-    t.eq(join(fifth.list_all(VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)), std::string("a c d g"), "orphans become roots");
+    t.eq(join(fifth.list_all(VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)), std::string("g d c a"), "orphans become roots");
     auto c = fifth.find("c");
     t.ok(c && (*c)->parent_name.empty(), "orphan's definition names no parent");
 }
@@ -805,7 +806,7 @@ int main() {
         auto r = list.redefine(parse(d2), VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE | VIR_DOMAIN_SNAPSHOT_CREATE_CURRENT);
         t.ok(r.has_value(), "redefine replaces d with a new parent and CURRENT");
         t.eq(join(list.list_all_children("d", 0)), std::string("e"), "replaced d keeps child e");
-        t.eq(join(list.list_all_children("a", 0)), std::string("b d f"), "d is now a child of a");
+        t.eq(join(list.list_all_children("a", 0)), std::string("d f b"), "d is now a child of a, first");
         t.eq(list.current_name().value_or("-"), std::string("d"), "d is current");
         t.ok(claims_current(snapdir + "/d.xml") && !claims_current(snapdir + "/e.xml"), "files follow current");
         auto def = list.find("d");

@@ -104,7 +104,6 @@ Result<MomentId> MomentTreeCore::allocate(std::string_view name) {
     Node &n = nodes_[id];
     n = Node{};
     n.name = &it->first;  // keys of a node-based map never move
-    n.seq = next_seq_++;
     n.prev_created = last_created_;
     if (last_created_ != kNoMoment) nodes_[last_created_].next_created = id;
     else first_created_ = id;
@@ -130,7 +129,7 @@ void MomentTreeCore::clear_nodes() {
     index_.clear();
     pending_.clear();
     orphaned_.clear();
-    first_root_ = last_root_ = first_created_ = last_created_ = current_ = kNoMoment;
+    first_root_ = first_created_ = last_created_ = current_ = kNoMoment;
     root_count_ = 0;
 }
 
@@ -140,16 +139,13 @@ void MomentTreeCore::link(MomentId id, MomentId parent) {
     Node &n = nodes_[id];
     n.parent = parent;
     MomentId &first = first_child_of(parent);
-    MomentId &last = last_child_of(parent);
-    // Find the last sibling created before `id`; usually the current tail.
-    MomentId after = last;
-    while (after != kNoMoment && nodes_[after].seq > n.seq) after = nodes_[after].prev_sibling;
-    n.prev_sibling = after;
-    n.next_sibling = after == kNoMoment ? first : nodes_[after].next_sibling;
-    if (after == kNoMoment) first = id;
-    else nodes_[after].next_sibling = id;
-    if (n.next_sibling == kNoMoment) last = id;
-    else nodes_[n.next_sibling].prev_sibling = id;
+    // As libvirt (virDomainMomentSetParent), a linked moment goes first, so
+    // siblings run newest first; a reload links in creation order and keeps
+    // that, where libvirt's order would follow its hash table.
+    n.prev_sibling = kNoMoment;
+    n.next_sibling = first;
+    if (first != kNoMoment) nodes_[first].prev_sibling = id;
+    first = id;
     if (parent == kNoMoment) root_count_++;
     else nodes_[parent].nchildren++;
 }
@@ -159,20 +155,17 @@ void MomentTreeCore::unlink(MomentId id) {
     if (n.prev_sibling != kNoMoment) nodes_[n.prev_sibling].next_sibling = n.next_sibling;
     else first_child_of(n.parent) = n.next_sibling;
     if (n.next_sibling != kNoMoment) nodes_[n.next_sibling].prev_sibling = n.prev_sibling;
-    else last_child_of(n.parent) = n.prev_sibling;
     if (n.parent == kNoMoment) root_count_--;
     else nodes_[n.parent].nchildren--;
     n.parent = n.prev_sibling = n.next_sibling = kNoMoment;
 }
 
 void MomentTreeCore::move_children(MomentId from, MomentId to) {
-    MomentId child = nodes_[from].first_child;
-    while (child != kNoMoment) {
-        MomentId next = nodes_[child].next_sibling;
-        unlink(child);
-        link(child, to);
-        child = next;
-    }
+    // As virDomainMomentMoveChildren: the moved children keep their order,
+    // ahead of the ones `to` already has.
+    std::vector<MomentId> moved = children(from);
+    for (MomentId child : moved) unlink(child);
+    for (auto it = moved.rbegin(); it != moved.rend(); ++it) link(*it, to);
 }
 
 // ---- adding and removing ----
@@ -296,7 +289,8 @@ Status MomentTreeCore::check_parent(std::string_view name, std::string_view pare
 
 Status MomentTreeCore::reparent(MomentId id, MomentId new_parent) {
     TRY(check_parent(name(id), new_parent == kNoMoment ? std::string_view() : std::string_view(name(new_parent))));
-    if (nodes_[id].parent == new_parent) return ok();
+    // Even below the same parent, as libvirt's redefine drops and re-links
+    // the replaced moment: it moves to the front of its siblings.
     unlink(id);
     link(id, new_parent);
     return ok();
@@ -414,12 +408,12 @@ bool MomentTreeCore::rebuild_relations() {
         for (MomentId p : path) state[p] = 2;
     }
 
-    // Relink everything in creation order so every sibling list stays sorted.
-    first_root_ = last_root_ = kNoMoment;
+    // Relink everything in creation order: siblings end up newest first.
+    first_root_ = kNoMoment;
     root_count_ = 0;
     for (MomentId c = first_created_; c != kNoMoment; c = nodes_[c].next_created) {
         Node &n = nodes_[c];
-        n.parent = n.first_child = n.last_child = n.prev_sibling = n.next_sibling = kNoMoment;
+        n.parent = n.first_child = n.prev_sibling = n.next_sibling = kNoMoment;
         n.nchildren = 0;
     }
     for (MomentId c = first_created_; c != kNoMoment; c = nodes_[c].next_created) link(c, parent[c]);

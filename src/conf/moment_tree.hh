@@ -8,9 +8,9 @@
 //     the name index) and its payload;
 //   * lookup by name is one hash probe;
 //   * every walk is iterative (no recursion), so a 100,000-deep chain is fine;
-//   * order is deterministic: "unordered" listings follow creation order, and
-//     siblings are kept in creation order too, where libvirt follows its hash
-//     table and prepends children.
+//   * order is deterministic: "unordered" listings follow creation order
+//     (libvirt follows its hash table); siblings run newest first, as
+//     libvirt's prepended children do, and stay so across a reload.
 //
 // MomentTreeCore holds the relations and names; MomentTree<Payload> adds one
 // payload per node (the parsed SnapshotDef / CheckpointDef, owned by the tree).
@@ -82,7 +82,7 @@ public:
     MomentId parent(MomentId id) const { return nodes_[id].parent; }
     size_t child_count(MomentId id) const { return nodes_[id].nchildren; }
     size_t root_count() const { return root_count_; }
-    // Direct children / roots, in creation order.
+    // Direct children / roots, newest first.
     std::vector<MomentId> children(MomentId id) const;
     std::vector<MomentId> roots() const;
     // Every descendant, parent before child (pre-order), the node itself excluded.
@@ -107,7 +107,8 @@ public:
     // The checks libvirt runs before a (re)definition names `parent_name` as the
     // parent of `name` (virDomainMomentCheckCycles); an empty parent is a root.
     [[nodiscard]] Status check_parent(std::string_view name, std::string_view parent_name) const;
-    // Moves `id` below `new_parent` (kNoMoment: make it a root), after check_parent.
+    // Re-links `id` first below `new_parent` (kNoMoment: make it a root), after
+    // check_parent.
     [[nodiscard]] Status reparent(MomentId id, MomentId new_parent);
 
     // libvirt's list/num semantics (virDomainMomentObjListGetNames): `from` =
@@ -144,10 +145,8 @@ protected:
 private:
     struct Node {
         const std::string *name = nullptr;  // key in index_; null for a free slot
-        uint64_t seq = 0;                   // creation order, for stable sibling order
         MomentId parent = kNoMoment;
         MomentId first_child = kNoMoment;
-        MomentId last_child = kNoMoment;
         MomentId prev_sibling = kNoMoment;
         MomentId next_sibling = kNoMoment;
         MomentId prev_created = kNoMoment;  // creation-order list, for listings
@@ -167,9 +166,8 @@ private:
     void free_slot(MomentId id);
     // Sibling lists: the roots are the children of a virtual "metaroot".
     MomentId &first_child_of(MomentId p) { return p == kNoMoment ? first_root_ : nodes_[p].first_child; }
-    MomentId &last_child_of(MomentId p) { return p == kNoMoment ? last_root_ : nodes_[p].last_child; }
     MomentId first_child_of(MomentId p) const { return p == kNoMoment ? first_root_ : nodes_[p].first_child; }
-    void link(MomentId id, MomentId parent);  // inserted by creation order
+    void link(MomentId id, MomentId parent);  // goes first among its siblings
     void unlink(MomentId id);
     void move_children(MomentId from, MomentId to);
     // Calls fn(id) for every descendant of `from` (kNoMoment: whole tree) in
@@ -187,12 +185,10 @@ private:
     std::vector<Pending> pending_;
     std::vector<MomentId> orphaned_;
     MomentId first_root_ = kNoMoment;
-    MomentId last_root_ = kNoMoment;
     MomentId first_created_ = kNoMoment;
     MomentId last_created_ = kNoMoment;
     MomentId current_ = kNoMoment;
     uint32_t root_count_ = 0;
-    uint64_t next_seq_ = 0;
 };
 
 // The tree with one owned payload per moment.
