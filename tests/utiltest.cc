@@ -183,6 +183,17 @@ void test_deferred_sync(test::Tap &t) {
              sync.noted() == before,
          "immediate mode: nothing deferred");
     sync.set_immediate(false);
+    // A noted directory removed before its sync (a domain undefined with its
+    // snapshots) still has its filesystem synced, through a parent.
+    sync.set_delay(std::chrono::milliseconds(60000));
+    std::string doomed = dir + "/doomed";
+    t.ok(sync.flush().has_value(), "nothing else pending");
+    t.ok(::mkdir(doomed.c_str(), 0700) == 0 &&
+             file::write_atomic(doomed + "/g.xml", "x", 0600, VIR_FROM_NONE, file::Durability::Deferred).has_value(),
+         "deferred write into a directory about to go");
+    t.ok(::unlink((doomed + "/g.xml").c_str()) == 0 && ::rmdir(doomed.c_str()) == 0, "directory removed");
+    uint64_t before_gone = sync.syncs();
+    t.ok(sync.flush().has_value() && sync.syncs() > before_gone, "flush syncs the filesystem of a removed directory");
     sync.set_delay(std::chrono::milliseconds(50));
 }
 

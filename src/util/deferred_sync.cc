@@ -57,7 +57,17 @@ Status DeferredSync::sync_pending() {
     }
     Status first = ok();
     for (const auto &[dev, dir] : batch) {
-        UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        // The directory stands for its filesystem. It may be gone by now (a
+        // domain undefined with its snapshots) while other writes noted under
+        // its key are not: any directory above it names the same filesystem
+        // unless a mount point is crossed, which no metadata tree has.
+        std::string path = dir;
+        UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        while (!fd.valid() && errno == ENOENT && path.size() > 1) {
+            auto slash = path.find_last_of('/');
+            path = slash == 0 || slash == std::string::npos ? std::string("/") : path.substr(0, slash);
+            fd.reset(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        }
         int rc = fd.valid() ? ::syncfs(fd.get()) : -1;
         if (rc < 0) {
             Error e = make_system_error(VIR_FROM_NONE, errno, "cannot sync the filesystem of '" + dir + "'");

@@ -36,12 +36,27 @@ std::vector<std::string> split_lines(std::string_view s) {
     return out;
 }
 
+// A test name stays on its line: control characters are shown as escapes
+// ('#' would start a TAP directive, so it is escaped too).
+std::string one_line(std::string_view name) {
+    std::string out;
+    for (char c : name) {
+        if (c == '\n') out += "\\n";
+        else if (c == '\t') out += "\\t";
+        else if (c == '#') out += "\\#";
+        else if (static_cast<unsigned char>(c) < 0x20) out += "?";
+        else out += c;
+    }
+    return out;
+}
+
 }  // namespace
 
-bool Tap::ok(bool condition, std::string_view name, std::string_view diagnostic) {
+bool Tap::ok(bool condition, std::string_view name_text, std::string_view diagnostic) {
     ++count_;
     if (!condition) ++failed_;
-    std::printf("%s %d - %.*s\n", condition ? "ok" : "not ok", count_, int(name.size()), name.data());
+    std::string name = one_line(name_text);
+    std::printf("%s %d - %s\n", condition ? "ok" : "not ok", count_, name.c_str());
     if (!condition && !diagnostic.empty()) print_diag(diagnostic);
     std::fflush(stdout);
     return condition;
