@@ -134,6 +134,10 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                                     conf::SnapshotState(state)));
     const conf::DomainDef &in_use = active ? *live_def : *persistent_def;
     qemu_snapshot::SnapshotPlan plan = TRY(qemu_snapshot::snapshot_prepare(*def, in_use, active, flags));
+    // qemuSnapshotPrepareDiskExternal writes the overlay format it defaulted
+    // into the definition, so the snapshot XML names it (<driver type='qcow2'/>).
+    for (auto &sd : def->disks)
+        if (sd.snapshot == conf::SnapshotLocation::External && sd.driver_type.empty()) sd.driver_type = "qcow2";
     bool metadata = !(flags & VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA);
     if (metadata && list->contains(def->name))
         return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_DOMAIN, "domain moment " + def->name + " already exists");
