@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -128,6 +129,9 @@ int main(int argc, char **argv) {
     if (!config) return fail_startup(config.error());
     log::configure(opts.verbose ? std::min(config->log_level, 2) : config->log_level, config->log_filters,
                    config->log_outputs);
+    // As libvirtd's LIBVIRT_LOG_* variables, the environment wins over the
+    // configuration file.
+    if (std::getenv("VIRTSNAP_LOG_LEVEL") || std::getenv("VIRTSNAP_LOG_FILTERS")) log::configure_from_env();
 
     auto lock = lock_pid_file(layout->pid_file());
     if (!lock) return fail_startup(lock.error());

@@ -144,7 +144,7 @@ void Connection::update_watch() {
 }
 
 void Connection::send(std::vector<uint8_t> packet) {
-    if (closed_) return;
+    if (closed_ || output_gone_) return;
     if (tx_.size() >= kOutputDropClient) {
         VS_WARN("connection %llu: %zu packets unread; closing it", (unsigned long long)id_, tx_.size());
         close();
@@ -161,8 +161,11 @@ void Connection::flush() {
         ssize_t n = ::send(fd_, front.data() + tx_offset_, front.size() - tx_offset_, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
-            VS_DEBUG("connection %llu: write failed: %s", (unsigned long long)id_, g_strerror(errno));
-            close();
+            VS_DEBUG("connection %llu: write failed: %s; replies dropped until end of input",
+                     (unsigned long long)id_, g_strerror(errno));
+            output_gone_ = true;
+            tx_.clear();
+            tx_offset_ = 0;
             return;
         }
         tx_offset_ += size_t(n);

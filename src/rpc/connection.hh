@@ -80,6 +80,10 @@ private:
     gpointer fd_tag_ = nullptr;
     GSource *keepalive_source_ = nullptr;
     bool closed_ = false;
+    // The client stopped reading (a write failed): replies are dropped, but
+    // the calls it sent before going are still carried out, as the packets
+    // read before the failure show; the connection closes at end of input.
+    bool output_gone_ = false;
 
     FrameReader rx_;
     std::deque<std::vector<uint8_t>> tx_;
