@@ -219,7 +219,12 @@ Result<DomainStatus> DomainStatus::parse(std::string_view text, std::string_view
 }
 
 Status DomainStatus::save(const std::string &path) const {
-    return file::write_atomic(path, format(), 0600, kDomain);
+    // Atomic at once, durable within DeferredSync's delay: the file describes
+    // a running QEMU, which a power loss takes with it, and a daemon killed at
+    // any instant finds the old or the new version. The fsyncs it would cost
+    // otherwise sat inside every pause, the STOP handler writing this file
+    // before the reply to `stop` is read.
+    return file::write_atomic(path, format(), 0600, kDomain, file::Durability::Deferred);
 }
 
 Result<DomainStatus> DomainStatus::load(const std::string &path) {

@@ -84,7 +84,7 @@ struct DomainStatus {
     // Errors: VIR_ERR_XML_ERROR / VIR_ERR_INTERNAL_ERROR (VIR_FROM_QEMU) naming what is wrong.
     [[nodiscard]] static Result<DomainStatus> parse(std::string_view xml, std::string_view what = "(status)");
 
-    // Atomic replace of `path` (mode 0600).
+    // Atomic replace of `path` (mode 0600), durable within DeferredSync's delay.
     [[nodiscard]] Status save(const std::string &path) const;
     [[nodiscard]] static Result<DomainStatus> load(const std::string &path);
 

@@ -537,11 +537,11 @@ Status JobJournal::finish(std::string_view outcome) {
         return fail(VIR_ERR_INVALID_ARG, kDomain, "invalid job journal outcome '" + std::string(outcome) + "'");
     if (finished_ || fd_ < 0)
         return fail(VIR_ERR_OPERATION_INVALID, kDomain, "job journal '" + path_ + "' is already finished");
-    // A broken journal cannot take the end record; the job is settled all the
-    // same, so the file goes.
     // Metadata the job wrote with deferred durability must reach the disk
     // before the journal that lets recovery redo it goes.
     TRY(DeferredSync::instance().flush());
+    // A broken journal cannot take the end record; the job is settled all the
+    // same, so the file goes.
     if (!broken_) TRY(append(encode(kEnd, outcome, {}), true, kEnd, "end"));
     close_fd();
     finished_ = true;
