@@ -150,6 +150,7 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
         (flags & VIR_DOMAIN_SNAPSHOT_CREATE_LIVE) &&
         ((flags & conf::kSnapshotCreateInstant) || config_.snapshot_live_method == "instant")) {
         Status host = qemu_snapshot::check_background_snapshot(process->monitor());
+        if (host) host = qemu_snapshot::check_memory_image_room(def->memory_file, live_def->max_memory_kib * 1024);
         if (!host && (flags & conf::kSnapshotCreateInstant)) return fail(std::move(host).error());
         if (!host) VS_INFO("using pre-copy for a live snapshot: %s", host.error().message().c_str());
         instant = host.has_value();

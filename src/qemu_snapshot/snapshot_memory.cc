@@ -11,6 +11,8 @@
 
 #include <libvirt/libvirt.h>
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <limits>
@@ -157,6 +159,24 @@ Status check_background_snapshot(qemu::Monitor &mon) {
     std::lock_guard lk(g_mark_mu);
     g_marked.insert(&mon);
     return ok();
+}
+
+Status check_memory_image_room(const std::string &memory_file, uint64_t ram_bytes) {
+    // Device state and the save image header are small next to RAM.
+    constexpr uint64_t kMargin = 16ull << 20;
+    auto slash = memory_file.find_last_of('/');
+    std::string dir = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/")
+                                                                                  : memory_file.substr(0, slash);
+    struct statvfs fs;
+    if (::statvfs(dir.c_str(), &fs) < 0)
+        return fail(make_system_error(VIR_FROM_QEMU, errno, "cannot get free space of '" + dir + "'"));
+    uint64_t room = uint64_t(fs.f_bavail) * fs.f_frsize;
+    uint64_t need = ram_bytes + kMargin;
+    if (room >= need) return ok();
+    return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
+                "not enough free space for the memory image of an instant snapshot: '" + dir + "' has " +
+                    std::to_string(room >> 20) + " MiB free, the guest's memory needs up to " +
+                    std::to_string(need >> 20) + " MiB");
 }
 
 Status write_memory_image(qemu::Monitor &mon, const std::string &path, const MemoryImageOptions &opts) {

@@ -47,6 +47,16 @@ inline constexpr const char *kSnapshotSaveCookie = "<cookie>\n</cookie>\n";
 // OPERATION_UNSUPPORTED saying why.
 [[nodiscard]] Status check_background_snapshot(qemu::Monitor &mon);
 
+// Whether the filesystem of `memory_file` has room for the memory image of an
+// instant snapshot of a guest with `ram_bytes` of RAM (the image can be that
+// large, plus device state). QEMU 7.2 does not recover from a background
+// snapshot whose stream fails: guest RAM stays registered for write
+// tracking, later background snapshots are refused and later migrations hang
+// in setup; so running out of space is refused before anything starts.
+// Errors: VIR_ERR_OPERATION_FAILED naming the free and the needed space, or
+// the system error of statvfs.
+[[nodiscard]] Status check_memory_image_room(const std::string &memory_file, uint64_t ram_bytes);
+
 // What the instant method must do with the guest stopped, at the last moment
 // before `migrate` (create_external_active: stop + the disk transaction). While
 // one is alive on a thread, write_memory_image with the background-snapshot
