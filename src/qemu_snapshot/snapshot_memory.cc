@@ -4,6 +4,7 @@
 
 #include "qemu/guest_ram.hh"
 #include "qemu/save_image.hh"
+#include "util/file.hh"
 #include "util/raii.hh"
 
 #define LOG_MODULE "qemu_snapshot.memory"
@@ -164,9 +165,7 @@ Status check_background_snapshot(qemu::Monitor &mon) {
 Status check_memory_image_room(const std::string &memory_file, uint64_t ram_bytes) {
     // Device state and the save image header are small next to RAM.
     constexpr uint64_t kMargin = 16ull << 20;
-    auto slash = memory_file.find_last_of('/');
-    std::string dir = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/")
-                                                                                  : memory_file.substr(0, slash);
+    std::string dir = file::dirname(memory_file);
     struct statvfs fs;
     if (::statvfs(dir.c_str(), &fs) < 0)
         return fail(make_system_error(VIR_FROM_QEMU, errno, "cannot get free space of '" + dir + "'"));

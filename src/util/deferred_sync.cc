@@ -2,6 +2,8 @@
 
 #include "util/deferred_sync.hh"
 
+#include "util/file.hh"
+
 #include "util/log.hh"
 #include "util/raii.hh"
 
@@ -63,9 +65,8 @@ Status DeferredSync::sync_pending() {
         // unless a mount point is crossed, which no metadata tree has.
         std::string path = dir;
         UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        while (!fd.valid() && errno == ENOENT && path.size() > 1) {
-            auto slash = path.find_last_of('/');
-            path = slash == 0 || slash == std::string::npos ? std::string("/") : path.substr(0, slash);
+        while (!fd.valid() && errno == ENOENT && path != "/" && path != ".") {
+            path = file::dirname(path);
             fd.reset(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         }
         int rc = fd.valid() ? ::syncfs(fd.get()) : -1;

@@ -41,7 +41,6 @@ env.virsh_ok("start the guest", "start", "g1")
 t.ok(env.wait_serial("g1", r"VSGUEST ready", timeout=180) is not None, "the guest is ready",
      env.serial_text("g1")[-2000:])
 vda0, vdb0 = env.disk_path("g1", "vda"), env.disk_path("g1", "vdb")
-journal_dir = os.path.join(env.root, "lib", "qemu", "journal")
 
 
 def snap_names():
@@ -49,15 +48,11 @@ def snap_names():
     return [n for n in r.out.split() if n]
 
 
-def journals():
-    return sorted(f for f in os.listdir(journal_dir)) if os.path.isdir(journal_dir) else []
-
-
 def wait_no_journal(timeout=10):
     deadline = time.time() + timeout
-    while journals() and time.time() < deadline:
+    while env.journals() and time.time() < deadline:
         time.sleep(0.1)
-    return journals()
+    return env.journals()
 
 
 conn = env.connect()
@@ -118,7 +113,7 @@ t.ok(err is not None and err.get_error_code() == libvirt.VIR_ERR_OPERATION_FAILE
      "INSTANT: refused up front, naming the free and the needed space", err and str(err))
 t.ok(err is not None and "MiB free" in str(err) and "needs up to" in str(err), "INSTANT: with the figures",
      err and str(err))
-t.eq((os.listdir(small), sorted(os.listdir(env.images)), "full-instant" in snap_names(), journals()),
+t.eq((os.listdir(small), sorted(os.listdir(env.images)), "full-instant" in snap_names(), env.journals()),
      ([], images_before, False, []), "INSTANT: nothing was touched")
 t.eq(env.domain_state("g1"), "running", "INSTANT: the guest runs on")
 

@@ -380,6 +380,11 @@ class Env:
     def qemu_pids(self):
         return qemu_pids(self.root)
 
+    def journals(self):
+        """The job journals left in the state directory, sorted."""
+        jdir = os.path.join(self.root, "lib", "qemu", "journal")
+        return sorted(os.listdir(jdir)) if os.path.isdir(jdir) else []
+
     def cleanup(self):
         # Destroy what the test left running, stop the daemon, then make sure no QEMU survives.
         if self.daemon.proc and self.daemon.proc.poll() is None:
@@ -407,7 +412,6 @@ class CrashCheck:
     def __init__(self, env, tap):
         self.env = env
         self.t = tap
-        self.jdir = os.path.join(env.root, "lib", "qemu", "journal")
 
     # ---- what the files and QEMU say ----
     @staticmethod
@@ -487,8 +491,7 @@ class CrashCheck:
         the `known` images."""
         env, t = self.env, self.t
         t.ok(env.wait_state(dom, state, timeout=30), "%s: domain %s" % (label, state), env.domain_state(dom))
-        journals = os.listdir(self.jdir) if os.path.isdir(self.jdir) else []
-        t.eq(journals, [], "%s: no journal left" % label)
+        t.eq(env.journals(), [], "%s: no journal left" % label)
         live, pers = self.sources(dom), self.sources(dom, inactive=True)
         referenced = set()
         for p in list(live.values()) + list(pers.values()):
