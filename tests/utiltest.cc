@@ -194,6 +194,15 @@ void test_deferred_sync(test::Tap &t) {
     t.ok(::unlink((doomed + "/g.xml").c_str()) == 0 && ::rmdir(doomed.c_str()) == 0, "directory removed");
     uint64_t before_gone = sync.syncs();
     t.ok(sync.flush().has_value() && sync.syncs() > before_gone, "flush syncs the filesystem of a removed directory");
+    // A burst into one directory: every write counted, one syncfs for all.
+    uint64_t burst_noted = sync.noted();
+    bool burst_ok = true;
+    for (int i = 0; i < 20; i++)
+        burst_ok = burst_ok && file::write_atomic(dir + "/burst" + std::to_string(i) + ".xml", "b", 0600,
+                                                  VIR_FROM_NONE, file::Durability::Deferred).has_value();
+    uint64_t burst_syncs = sync.syncs();
+    t.ok(burst_ok && sync.noted() == burst_noted + 20, "a burst of 20 deferred writes is noted 20 times");
+    t.ok(sync.flush().has_value() && sync.syncs() == burst_syncs + 1, "and made durable by one sync");
     sync.set_delay(std::chrono::milliseconds(50));
 }
 

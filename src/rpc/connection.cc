@@ -140,6 +140,8 @@ void Connection::update_watch() {
     // Stop reading while the client has its full quota of calls in flight.
     if (in_flight_ < limits_.max_requests && tx_.size() < kOutputPauseReading) cond |= G_IO_IN;
     if (!tx_.empty()) cond |= G_IO_OUT;
+    if (cond == watch_cond_) return;
+    watch_cond_ = cond;
     g_source_modify_unix_fd(source_, fd_tag_, GIOCondition(cond));
 }
 

@@ -78,6 +78,9 @@ private:
 
     GSource *source_ = nullptr;
     gpointer fd_tag_ = nullptr;
+    // What the source watches now. GLib wakes the whole main context on every
+    // g_source_modify_unix_fd, changed or not: a call would pay three.
+    int watch_cond_ = G_IO_IN;
     GSource *keepalive_source_ = nullptr;
     bool closed_ = false;
     // The client stopped reading (a write failed): replies are dropped, but

@@ -37,18 +37,30 @@ DeferredSync::~DeferredSync() {
 }
 
 void DeferredSync::note(const std::string &dir) {
+    {
+        // A burst writes into one directory: once it is pending, the thread
+        // is already counting down to its sync and needs no wake-up.
+        std::lock_guard lock(mu_);
+        for (const auto &[dev, pending_dir] : pending_) {
+            if (pending_dir != dir) continue;
+            noted_++;
+            return;
+        }
+    }
     struct stat sb;
     if (::stat(dir.c_str(), &sb) < 0) {
         // Nothing to key it by: sync it on its own next round.
         VS_WARN("cannot stat '%s' for a deferred sync: %s", dir.c_str(), g_strerror(errno));
         sb.st_dev = ~dev_t(0);
     }
+    bool was_idle;
     {
         std::lock_guard lock(mu_);
+        was_idle = pending_.empty();
         pending_.try_emplace(uint64_t(sb.st_dev), dir);
         noted_++;
     }
-    wake_.notify_one();
+    if (was_idle) wake_.notify_one();
 }
 
 Status DeferredSync::sync_pending() {

@@ -105,6 +105,8 @@ Status write_atomic(const std::string &path, std::string_view content, int mode,
 
 Status make_dirs(const std::string &path, int mode, virErrorDomain domain) {
     if (path.empty()) return ok();
+    struct stat existing;
+    if (::stat(path.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return ok();
     std::string partial;
     size_t pos = 0;
     while (pos != std::string::npos) {
