@@ -4,10 +4,12 @@
 
 #include "tap.hh"
 
+#include "qemu/qcow2_overlay.hh"
 #include "qemu/qemu_img.hh"
 #include "util/file.hh"
 #include "util/process.hh"
 
+#include <cstdlib>
 #include <string>
 
 using namespace virtsnap;
@@ -125,11 +127,74 @@ void test_real(test::Tap &t) {
     t.ok(!c2.has_value(), "check of a missing file fails");
 }
 
+// The overlay virtsnap writes itself is the one qemu-img writes, byte for
+// byte, for every case it takes; every other case is left to qemu-img.
+void test_qcow2_overlay(test::Tap &t) {
+    if (!process::run(std::vector<std::string>{"qemu-img", "--version"})) {
+        t.skip("qcow2 overlay", "qemu-img is not installed");
+        return;
+    }
+    std::string dir = test::temp_dir("qcow2overlay");
+    std::string q = dir + "/base.qcow2", r = dir + "/base.raw", odd = dir + "/odd.raw";
+    t.ok(qemu_img::create(q, "qcow2", uint64_t(1) << 30).has_value() &&
+             qemu_img::create(r, "raw", 4 << 20).has_value(),
+         "backing images");
+    t.ok(process::run(std::vector<std::string>{"truncate", "-s", "1000", odd}).has_value(), "raw of 1000 bytes");
+    std::string ov = dir + "/ov.qcow2";
+    struct Case {
+        std::string name, backing, format;
+        uint64_t size;
+    };
+    const uint64_t TiB = uint64_t(1) << 40;
+    for (const Case &c : {Case{"on qcow2", q, "qcow2", 0}, Case{"on raw", r, "raw", 0},
+                          Case{"larger than the backing", r, "raw", 8 << 20},
+                          Case{"4 TiB: the L1 table fills its cluster", q, "qcow2", 4 * TiB},
+                          Case{"a long backing name", dir + "/" + std::string(200, 'n') + ".qcow2", "qcow2", 0}}) {
+        if (c.name == "a long backing name")
+            t.ok(qemu_img::create(c.backing, "qcow2", 1 << 20).has_value(), "backing with a long name");
+        auto plan = qemu::qcow2::plan_overlay(c.backing, c.format, c.size);
+        if (!t.ok(plan.has_value(), c.name + ": written without qemu-img")) continue;
+        std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2", "-b", c.backing, "-F", c.format, ov};
+        if (c.size) argv.push_back(std::to_string(c.size));
+        ::unlink(ov.c_str());
+        auto made = process::run(argv);
+        auto theirs = file::read(ov, 1 << 20);
+        std::string mine = qemu::qcow2::overlay_bytes(*plan);
+        t.ok(made && theirs && *theirs == mine, c.name + ": the bytes qemu-img writes",
+             theirs ? std::to_string(theirs->size()) + " vs " + std::to_string(mine.size()) : "");
+        ::unlink(ov.c_str());
+        t.ok(qemu_img::create_overlay(ov, c.backing, c.format, c.size).has_value(), c.name + ": create_overlay");
+        auto chk = qemu_img::check(ov, "qcow2");
+        auto info = qemu_img::info(ov);
+        uint64_t want = c.size ? c.size : (c.format == "raw" ? 4u << 20 : c.name == "a long backing name" ? 1u << 20 : 1u << 30);
+        t.ok(chk && chk->clean && info && info->virtual_size == want && info->backing_filename == c.backing &&
+                 info->backing_format == c.format,
+             c.name + ": qemu-img check is clean and info names size and backing");
+    }
+    // Data written through the overlay lands in it, the backing shows through.
+    t.ok(qemu_img::create_overlay(ov, r, "raw").has_value() && write_pattern(r, "raw", 0x44, "0") &&
+             write_pattern(ov, "qcow2", 0x55, "1M") && read_pattern(ov, "qcow2", 0x44, "0") &&
+             read_pattern(ov, "qcow2", 0x55, "1M") && read_pattern(r, "raw", 0, "1M"),
+         "the overlay works: backing data visible, new data in the overlay only");
+    // Left to qemu-img.
+    t.ok(!qemu::qcow2::plan_overlay(q, "qcow2", 4 * TiB + 512), "over 4 TiB: qemu-img");
+    t.ok(!qemu::qcow2::plan_overlay(odd, "raw", 0), "a raw backing whose size is not a multiple of 512: qemu-img");
+    t.ok(!qemu::qcow2::plan_overlay("base.qcow2", "qcow2", 0), "a relative backing name: qemu-img");
+    t.ok(!qemu::qcow2::plan_overlay(q, "vmdk", 0), "another backing format: qemu-img");
+    t.ok(!qemu::qcow2::plan_overlay(r, "qcow2", 0), "a backing that is not the format named: qemu-img");
+    t.ok(!qemu::qcow2::plan_overlay(dir + "/missing.qcow2", "qcow2", 0), "a missing backing: qemu-img");
+    auto missing = qemu_img::create_overlay(dir + "/ov2.qcow2", dir + "/missing.qcow2", "qcow2");
+    t.ok(!missing && missing.error().detail.find("missing.qcow2") != std::string::npos && !file::exists(dir + "/ov2.qcow2"),
+         "and qemu-img words the error", missing ? "" : missing.error().detail);
+    if (!std::getenv("VIRTSNAP_TEST_KEEP")) process::run(std::vector<std::string>{"rm", "-rf", dir}).has_value();
+}
+
 }  // namespace
 
 int main() {
     test::Tap t;
     test_parse(t);
     test_real(t);
+    test_qcow2_overlay(t);
     return t.finish();
 }

@@ -3,6 +3,7 @@
 
 #include "qemu/qemu_img.hh"
 
+#include "qemu/qcow2_overlay.hh"
 #include "qemu/qvalue.hh"
 #include "util/log.hh"
 #include "util/process.hh"
@@ -119,6 +120,8 @@ Status create(const std::string &path, const std::string &format, uint64_t size_
 
 Status create_overlay(const std::string &path, const std::string &backing, const std::string &backing_format,
                       uint64_t size_bytes) {
+    // The common case without the ~6 ms of running qemu-img (qcow2_overlay.hh).
+    if (auto plan = qcow2::plan_overlay(backing, backing_format, size_bytes)) return qcow2::write_overlay(path, *plan);
     std::vector<std::string> a = {"create", "-q", "-f", "qcow2", "-b", backing, "-F", backing_format, path};
     if (size_bytes) a.push_back(std::to_string(size_bytes));
     TRY(qemu_img(std::move(a)));
