@@ -9,6 +9,7 @@
 #include <libvirt/libvirt.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <unordered_set>
 
@@ -49,8 +50,16 @@ MomentRemoveMode moment_remove_mode_from_flags(unsigned delete_flags) {
     return MomentRemoveMode::Single;
 }
 
+namespace {
+uint64_t next_generation() {
+    static std::atomic<uint64_t> counter{0};
+    return ++counter;
+}
+}  // namespace
+
 SnapshotList::Entry SnapshotList::make_entry(SnapshotDefPtr def) {
     Entry e;
+    e.generation = next_generation();
     if (def->state == SnapshotState::Shutoff) e.state_class = SnapshotStateClass::Inactive;
     else if (def->state == SnapshotState::DiskSnapshot) e.state_class = SnapshotStateClass::DiskOnly;
     else e.state_class = SnapshotStateClass::Active;
@@ -62,6 +71,7 @@ SnapshotList::Entry SnapshotList::make_entry(SnapshotDefPtr def) {
 
 SnapshotList::Entry SnapshotList::make_entry(const SnapshotSummary &summary) {
     Entry e;
+    e.generation = next_generation();
     e.state_class = summary.state_class;
     e.external = summary.external;
     e.creation_time = summary.creation_time;
@@ -82,6 +92,12 @@ Result<MomentId> SnapshotList::lookup(std::string_view name) const {
 }
 
 Result<SnapshotDefPtr> SnapshotList::def_of(MomentId id) const {
+    const Entry &e = tree_.payload(id);
+    if (!e.def) e.def = TRY(peek_def(id));
+    return e.def;
+}
+
+Result<SnapshotDefPtr> SnapshotList::peek_def(MomentId id) const {
     const Entry &e = tree_.payload(id);
     if (e.def) return e.def;
     TRY(require_loaded());
@@ -107,8 +123,7 @@ Result<SnapshotDefPtr> SnapshotList::def_of(MomentId id) const {
     MomentId p = tree_.parent(id);
     def->parent_name = p == kNoMoment ? std::string() : tree_.name(p);
     def->current = false;
-    e.def = SnapshotDefPtr(std::move(def));
-    return e.def;
+    return SnapshotDefPtr(std::move(def));
 }
 
 Result<SnapshotList::Entry> SnapshotList::write(SnapshotDefPtr def, bool current) const {
@@ -442,16 +457,28 @@ Result<std::vector<std::string>> SnapshotList::list_all_children(std::string_vie
 
 Result<std::string> SnapshotList::get_xml(std::string_view name, unsigned flags) const {
     TRY(check_flags(flags, VIR_DOMAIN_SNAPSHOT_XML_SECURE, "qemuDomainSnapshotGetXMLDesc"));
+    const bool secure = (flags & VIR_DOMAIN_SNAPSHOT_XML_SECURE) != 0;
     SnapshotDefPtr def;
     Uuid uuid;
+    uint64_t generation;
     {
         std::lock_guard lock(mu_);
         MomentId id = TRY(lookup(name));
-        def = TRY(def_of(id));
+        const Entry &e = tree_.payload(id);
+        if (e.xml[secure]) return *e.xml[secure];
+        def = TRY(peek_def(id));
         uuid = domain_uuid_;
+        generation = e.generation;
     }
     // Formatting happens outside the lock: the definition is immutable.
-    return def->format(uuid, (flags & VIR_DOMAIN_SNAPSHOT_XML_SECURE) ? kSnapshotFormatSecure : 0u);
+    auto xml = std::make_shared<const std::string>(def->format(uuid, secure ? kSnapshotFormatSecure : 0u));
+    {
+        std::lock_guard lock(mu_);
+        // Kept only if no change replaced the entry meanwhile.
+        MomentId id = tree_.find(name);
+        if (id != kNoMoment && tree_.payload(id).generation == generation) tree_.payload(id).xml[secure] = xml;
+    }
+    return *xml;
 }
 
 // ---- changes ----

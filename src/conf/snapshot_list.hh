@@ -28,10 +28,11 @@
 //
 // Scale. A load reads only the files the start-up index (snapshot_index.hh)
 // does not know in their current version; the definitions of the others are
-// parsed from their files the first time a caller needs them (find, get_xml,
-// a change that rewrites them). Lookups by name, listings and counts never
-// need a definition. The index is rewritten after a load that parsed
-// anything and by save_index() (the daemon calls it at shut-down).
+// parsed from their files the first time a caller needs them (find, a
+// change that rewrites them); get_xml keeps the formatted XML instead.
+// Lookups by name, listings and counts never need a definition. The index
+// is rewritten after a load that parsed anything and by save_index() (the
+// daemon calls it at shut-down).
 //
 // Durability. Metadata writes are atomic at once and durable within
 // DeferredSync's delay (util/deferred_sync.hh): a killed daemon never loses
@@ -89,6 +90,12 @@ struct SnapshotLoadReport {
 // parsed, and the version of the metadata file it describes.
 struct SnapshotListEntry {
     mutable SnapshotDefPtr def;             // null until needed (entry from the index)
+    // The public XML as get_xml formatted it, without and with SECURE. An
+    // entry is replaced whenever its definition changes, so these never go
+    // stale; they stand for the definition when only the XML was asked for
+    // (~1.5 KiB against ~24 KiB parsed).
+    mutable std::shared_ptr<const std::string> xml[2];
+    uint64_t generation = 0;  // unique per entry made: tells a replaced entry apart
     SnapshotStateClass state_class = SnapshotStateClass::Active;
     bool external = false;
     std::optional<int64_t> creation_time;
@@ -184,6 +191,8 @@ private:
     [[nodiscard]] Result<MomentId> lookup(std::string_view name) const;
     // The definition of `id`, parsed from its file on first use.
     [[nodiscard]] Result<SnapshotDefPtr> def_of(MomentId id) const;
+    // The same without keeping it: the kept definition, else a parse.
+    [[nodiscard]] Result<SnapshotDefPtr> peek_def(MomentId id) const;
     // Writes the file of `def` and returns the entry it now has (`current`
     // is what the file claims; memory is the caller's business).
     [[nodiscard]] Result<Entry> write(SnapshotDefPtr def, bool current) const;
