@@ -183,6 +183,12 @@ void test_qcow2_overlay(test::Tap &t) {
     t.ok(!qemu::qcow2::plan_overlay(q, "vmdk", 0), "another backing format: qemu-img");
     t.ok(!qemu::qcow2::plan_overlay(r, "qcow2", 0), "a backing that is not the format named: qemu-img");
     t.ok(!qemu::qcow2::plan_overlay(dir + "/missing.qcow2", "qcow2", 0), "a missing backing: qemu-img");
+    std::string enc = dir + "/enc.qcow2";
+    t.ok(process::run(std::vector<std::string>{"qemu-img", "create", "-q", "--object", "secret,id=s0,data=pw", "-f",
+                                               "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=s0", enc, "1M"})
+                 .has_value() &&
+             !qemu::qcow2::plan_overlay(enc, "qcow2", 0),
+         "an encrypted backing: qemu-img");
     auto missing = qemu_img::create_overlay(dir + "/ov2.qcow2", dir + "/missing.qcow2", "qcow2");
     t.ok(!missing && missing.error().detail.find("missing.qcow2") != std::string::npos && !file::exists(dir + "/ov2.qcow2"),
          "and qemu-img words the error", missing ? "" : missing.error().detail);

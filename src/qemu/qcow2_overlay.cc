@@ -64,11 +64,15 @@ std::optional<uint64_t> backing_size(const std::string &backing, const std::stri
     struct stat st;
     if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode)) return std::nullopt;
     if (format == "raw") return uint64_t(st.st_size);
-    unsigned char h[32];
+    unsigned char h[80];
     if (::pread(fd.get(), h, sizeof h, 0) != ssize_t(sizeof h)) return std::nullopt;
     if (std::memcmp(h, "QFI\xfb", 4) != 0) return std::nullopt;
     uint64_t version = get_be(h + 4, 4);
     if (version != 2 && version != 3) return std::nullopt;
+    // Encrypted, or (v3) any incompatible feature but the dirty bit
+    // (corrupt, external data file...): qemu-img decides what that means.
+    if (get_be(h + 32, 4) != 0) return std::nullopt;
+    if (version == 3 && (get_be(h + 72, 8) & ~uint64_t(1)) != 0) return std::nullopt;
     return get_be(h + 24, 8);
 }
 

@@ -33,11 +33,12 @@ struct OverlayPlan {
 };
 
 // The plan for an overlay of `backing` (size_bytes 0: the backing's virtual
-// size), when this writer can make it: a local regular file named by an
-// absolute path as backing, in
-// qcow2 (its header names the size) or raw (its length), a size that is a
-// non-zero multiple of 512 whose L1 table fits one cluster (up to 4 TiB),
-// and a name that fits the header cluster.
+// size), when this writer can make it:
+//   - the backing is a local regular file named by an absolute path;
+//   - in qcow2 (its header names the size; not encrypted, no incompatible
+//     feature but the dirty bit) or raw (its length);
+//   - the size is a non-zero multiple of 512 whose L1 table fits one
+//     cluster (up to 4 TiB), and the name fits the header cluster.
 std::optional<OverlayPlan> plan_overlay(const std::string &backing, const std::string &backing_format,
                                         uint64_t size_bytes);
 
