@@ -15,20 +15,14 @@ WorkerPool::WorkerPool(unsigned threads, unsigned priority_threads) {
 WorkerPool::~WorkerPool() { shutdown(); }
 
 void WorkerPool::post(std::function<void()> job, bool high_priority) {
-    bool to_priority_worker;
     {
         std::lock_guard lock(mu_);
         if (stopping_) return;
         jobs_.push_back(Job{std::move(job), high_priority});
         if (high_priority) queued_high_++;
-        to_priority_worker = high_priority && idle_priority_ > 0;
     }
-    // Wake one thread that may take the job, not one of each kind: the loser
-    // of that race would only go back to sleep, and a wake-up costs as much
-    // as a short call. A priority job goes to an idle priority worker first,
-    // so the ordinary ones stay free for long calls.
-    if (to_priority_worker) prio_cv_.notify_one();
-    else cv_.notify_one();
+    cv_.notify_one();
+    if (high_priority) prio_cv_.notify_one();
 }
 
 void WorkerPool::shutdown() {
@@ -55,10 +49,7 @@ void WorkerPool::run(bool priority_worker) {
         std::function<void()> job;
         {
             std::unique_lock lock(mu_);
-            unsigned &idle = priority_worker ? idle_priority_ : idle_ordinary_;
-            idle++;
             cv.wait(lock, [&] { return stopping_ || next_job(priority_worker) != jobs_.end(); });
-            idle--;
             auto it = next_job(priority_worker);
             if (it == jobs_.end()) return;  // stopping, and nothing left for this kind of worker
             job = std::move(it->fn);

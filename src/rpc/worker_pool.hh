@@ -44,7 +44,6 @@ private:
     std::condition_variable prio_cv_;  // priority workers
     std::deque<Job> jobs_;
     unsigned queued_high_ = 0;
-    unsigned idle_ordinary_ = 0, idle_priority_ = 0;  // threads waiting for a job
     bool stopping_ = false;
     std::vector<std::thread> threads_;
 };
