@@ -47,10 +47,12 @@ uint64_t get_be(const unsigned char *p, int bytes) {
 
 size_t padded8(size_t n) { return (n + 7) & ~size_t(7); }
 
-// Bytes of cluster 0 before the backing file name.
+constexpr size_t kFeatureTableBytes = sizeof kFeatureNames / sizeof *kFeatureNames * kFeatureNameEntry;
+
+// Bytes of cluster 0 before the backing file name: the header, then each
+// extension (type, length, data padded to 8), then the end marker.
 size_t extensions_end(const std::string &backing_format) {
-    return kHeaderLength + 8 + padded8(backing_format.size()) + 8 + sizeof kFeatureNames / sizeof *kFeatureNames * kFeatureNameEntry +
-           8;
+    return kHeaderLength + 8 + padded8(backing_format.size()) + 8 + kFeatureTableBytes + 8;
 }
 
 uint64_t l1_entries(uint64_t size) {
@@ -121,7 +123,7 @@ std::string overlay_bytes(const OverlayPlan &plan) {
     img.replace(at + 8, plan.backing_format.size(), plan.backing_format);
     at += 8 + padded8(plan.backing_format.size());
     put_be(img, at, kFeatureNameExt, 4);
-    put_be(img, at + 4, sizeof kFeatureNames / sizeof *kFeatureNames * kFeatureNameEntry, 4);
+    put_be(img, at + 4, kFeatureTableBytes, 4);
     at += 8;
     for (const FeatureName &f : kFeatureNames) {
         img[at] = char(f.type);
