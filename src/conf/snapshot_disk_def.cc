@@ -324,7 +324,8 @@ Result<SnapshotDiskDef> SnapshotDiskDef::parse(xml::Node node, unsigned flags) {
 
 void SnapshotDiskDef::format(xml::Writer &w) const {
     using T = StorageSource::Type;
-    if (name.empty()) return;
+    // Always written, also with name='': libvirt skips only a disk without
+    // a name (NULL), which neither its parser nor its alignment produces.
     xml::Attrs attrs{{"name", name}};
     if (snapshot != SnapshotLocation::Default)
         attrs.emplace_back("snapshot", std::string(snapshot_location_name(snapshot)));
@@ -348,7 +349,9 @@ void SnapshotDiskDef::format(xml::Writer &w) const {
         if (type == T::File) src.attr("file", path.empty() ? std::nullopt : std::optional<std::string>(path));
         else if (type == T::Block) src.attr("dev", path.empty() ? std::nullopt : std::optional<std::string>(path));
         else if (type == T::Network) {
-            src.attr("protocol", protocol);
+            // A network disk with a driver but no <source> has no protocol;
+            // libvirt then writes its name for "none" (and cannot read it back).
+            src.attr("protocol", protocol.empty() ? std::string("none") : protocol);
             src.attr("name", path.empty() ? std::nullopt : std::optional<std::string>(path));
             src.attr("query", query);
             src.attr("tls", tls);

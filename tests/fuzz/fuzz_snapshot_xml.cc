@@ -89,6 +89,9 @@ void check_mode(std::string_view input, unsigned parse_flags, unsigned format_fl
     Round second = round_trip(first.text, parse_flags, format_flags);
     if (!second.parsed) {
         if (second.domain_error) return;
+        // As libvirt: a network disk with a driver but no <source> formats as
+        // <source protocol='none'/>, which no parser accepts.
+        if (first.text.find("<source protocol='none'") != std::string::npos) return;
         std::fprintf(stderr, "output does not reparse (flags %u):\n%s\n", parse_flags, first.text.c_str());
         std::abort();
     }
