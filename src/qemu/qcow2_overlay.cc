@@ -2,6 +2,7 @@
 
 #include "qemu/qcow2_overlay.hh"
 
+#include "util/file.hh"
 #include "util/raii.hh"
 
 #include <cerrno>
@@ -143,16 +144,9 @@ Status write_overlay(const std::string &path, const OverlayPlan &plan) {
     const std::string img = overlay_bytes(plan);
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd.valid()) return fail(make_system_error(VIR_FROM_STORAGE, errno, "cannot create file '" + path + "'"));
-    size_t off = 0;
-    while (off < img.size()) {
-        ssize_t n = ::pwrite(fd.get(), img.data() + off, img.size() - off, off_t(off));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            Error e = make_system_error(VIR_FROM_STORAGE, n < 0 ? errno : ENOSPC, "cannot write file '" + path + "'");
-            ::unlink(path.c_str());
-            return fail(std::move(e));
-        }
-        off += size_t(n);
+    if (int err = file::pwrite_all(fd.get(), img, 0)) {
+        ::unlink(path.c_str());
+        return fail(make_system_error(VIR_FROM_STORAGE, err, "cannot write file '" + path + "'"));
     }
     if (::fdatasync(fd.get()) < 0 || ::close(fd.release()) < 0) {
         Error e = make_system_error(VIR_FROM_STORAGE, errno, "cannot sync file '" + path + "'");

@@ -78,6 +78,18 @@ Status settle_dir(const std::string &dir, Durability durability, virErrorDomain 
     return ok();
 }
 
+int pwrite_all(int fd, std::string_view data, uint64_t offset) {
+    size_t done = 0;
+    while (done < data.size()) {
+        ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, off_t(offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return errno;
+        if (n == 0) return ENOSPC;
+        done += size_t(n);
+    }
+    return 0;
+}
+
 Status write_atomic(const std::string &path, std::string_view content, int mode, virErrorDomain domain,
                     Durability durability) {
     const bool later = deferred(durability);
@@ -85,15 +97,8 @@ Status write_atomic(const std::string &path, std::string_view content, int mode,
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
     if (!fd.valid()) return fail(make_system_error(domain, errno, "cannot create file '" + tmp + "'"));
     ScopeExit drop_tmp([&] { ::unlink(tmp.c_str()); });
-    size_t off = 0;
-    while (off < content.size()) {
-        ssize_t n = ::write(fd.get(), content.data() + off, content.size() - off);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return fail(make_system_error(domain, errno, "cannot write data to file '" + tmp + "'"));
-        }
-        off += size_t(n);
-    }
+    if (int err = pwrite_all(fd.get(), content, 0))
+        return fail(make_system_error(domain, err, "cannot write data to file '" + tmp + "'"));
     if (!later && ::fsync(fd.get()) < 0)
         return fail(make_system_error(domain, errno, "cannot sync file '" + tmp + "'"));
     if (::close(fd.release()) < 0) return fail(make_system_error(domain, errno, "cannot save file '" + tmp + "'"));

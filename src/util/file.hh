@@ -42,6 +42,11 @@ struct FileStamp {
                                   virErrorDomain domain = VIR_FROM_NONE,
                                   Durability durability = Durability::Immediate);
 
+// Writes all of `data` at `offset` with pwrite, retried after EINTR and
+// short writes. Returns 0, or the errno of the failing write (ENOSPC when
+// the kernel wrote nothing).
+int pwrite_all(int fd, std::string_view data, uint64_t offset);
+
 // mkdir -p with the given mode for directories it creates.
 [[nodiscard]] Status make_dirs(const std::string &path, int mode = 0755,
                                virErrorDomain domain = VIR_FROM_NONE);

@@ -222,15 +222,8 @@ Error corrupt(const std::string &path, uint64_t offset, const std::string &what)
 }
 
 Status write_all(int fd, std::string_view data, uint64_t offset, const std::string &path) {
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, off_t(offset + done));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return fail(make_system_error(kDomain, errno, "cannot write job journal '" + path + "'"));
-        }
-        done += size_t(n);
-    }
+    if (int err = file::pwrite_all(fd, data, offset))
+        return fail(make_system_error(kDomain, err, "cannot write job journal '" + path + "'"));
     return ok();
 }
 
