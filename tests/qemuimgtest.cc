@@ -52,11 +52,15 @@ void test_parse(test::Tap &t) {
     t.ok(!notjson.has_value(), "non-JSON rejected");
 }
 
+// Skips `what` (and says so) when there is no qemu-img to run.
+bool have_qemu_img(test::Tap &t, const std::string &what) {
+    if (process::run(std::vector<std::string>{"qemu-img", "--version"})) return true;
+    t.skip(what, "qemu-img is not installed");
+    return false;
+}
+
 void test_real(test::Tap &t) {
-    if (!process::run(std::vector<std::string>{"qemu-img", "--version"})) {
-        t.skip("qemu-img", "qemu-img is not installed");
-        return;
-    }
+    if (!have_qemu_img(t, "qemu-img")) return;
     std::string dir = test::temp_dir("qemuimgtest");
     std::string base = dir + "/base.raw", mid = dir + "/mid.qcow2", top = dir + "/top.qcow2";
     t.ok(qemu_img::create(base, "raw", 4 << 20).has_value(), "create raw base");
@@ -130,10 +134,7 @@ void test_real(test::Tap &t) {
 // The overlay virtsnap writes itself is the one qemu-img writes, byte for
 // byte, for every case it takes; every other case is left to qemu-img.
 void test_qcow2_overlay(test::Tap &t) {
-    if (!process::run(std::vector<std::string>{"qemu-img", "--version"})) {
-        t.skip("qcow2 overlay", "qemu-img is not installed");
-        return;
-    }
+    if (!have_qemu_img(t, "qcow2 overlay")) return;
     std::string dir = test::temp_dir("qcow2overlay");
     std::string q = dir + "/base.qcow2", r = dir + "/base.raw", odd = dir + "/odd.raw";
     t.ok(qemu_img::create(q, "qcow2", uint64_t(1) << 30).has_value() &&
