@@ -21,43 +21,58 @@ snapshot (a fresh run keeps guest RAM in huge pages, which the daemon restores
 between snapshots by re-collapsing them).
 
 usage: probe_instant_gate.py [--qemu BINARY] [--ram MIB ...] [--reps N]
+The table goes to bench/results/instant-gate-<QEMU version>.md.
 """
 import argparse
 import array
 import fcntl
 import json
 import os
+import select
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-GUEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "guest", "cache")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import benchlib as bl  # noqa: E402
+
+GUEST = os.path.join(HERE, "..", "tests", "guest", "cache")
 F_SETPIPE_SZ = 1031
+PAGE = 4096
 
 
 class Qmp:
+    """QMP client with fd passing and the events it has read, timestamps kept."""
+
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.connect(path)
-        self.file = self.sock.makefile("rb")
+        # Unbuffered, so that select() on the socket sees every unread line.
+        self.file = self.sock.makefile("rb", buffering=0)
         self.events = []
-        self._reply()
+        self._next_reply()
         self.call("qmp_capabilities")
 
-    def _reply(self):
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise RuntimeError("QMP closed")
-            msg = json.loads(line)
-            if "event" in msg:
-                self.events.append(msg)
-                continue
-            return msg
+    def _read(self, timeout=None):
+        if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
+            raise socket.timeout
+        line = self.file.readline()
+        if not line:
+            raise RuntimeError("QMP closed")
+        msg = json.loads(line)
+        if "event" in msg:
+            ts = msg["timestamp"]
+            self.events.append((msg["event"], ts["seconds"] + ts["microseconds"] / 1e6))
+        return msg
+
+    def _next_reply(self, timeout=None):
+        while "event" in (msg := self._read(timeout)):
+            pass
+        return msg
 
     def call(self, command, args=None, fds=None, timeout=None):
         msg = json.dumps({"execute": command, **({"arguments": args} if args else {})}).encode()
@@ -65,36 +80,39 @@ class Qmp:
             self.sock.sendmsg([msg], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(array.array("i", fds)))])
         else:
             self.sock.sendall(msg)
-        self.sock.settimeout(timeout)
-        try:
-            reply = self._reply()
-        finally:
-            self.sock.settimeout(None)
+        reply = self._next_reply(timeout)
         if "error" in reply:
             raise RuntimeError(f"{command}: {reply['error']['desc']}")
         return reply["return"]
 
     def event_time(self, name, after):
-        for e in self.events:
-            t = e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
-            if e["event"] == name and t >= after:
-                return t
-        return None
+        return next((t for e, t in self.events if e == name and t >= after), None)
+
+    def wait_event(self, name, after, timeout):
+        """QEMU's timestamp of the first `name` event at or after `after`, or None."""
+        deadline = time.time() + timeout
+        while (t := self.event_time(name, after)) is None and time.time() < deadline:
+            try:
+                self._read(max(0.001, deadline - time.time()))
+            except socket.timeout:
+                break
+        return t
 
 
 def blocked_in_pipe_write(pid):
-    """The QEMU thread blocked writing into a full pipe, if any (wchan)."""
+    """Whether a QEMU thread is blocked writing into a full pipe (wchan)."""
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/wchan") as f:
                 if "pipe_write" in f.read():
-                    return tid
+                    return True
         except FileNotFoundError:
             pass
-    return None
+    return False
 
 
-def one_snapshot(qemu, ram, mode, workdir):
+def start_guest(qemu, ram, workdir):
+    """A QEMU booting the test guest with half its RAM filled, and its QMP client."""
     disk = os.path.join(workdir, "disk.qcow2")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", disk, "256M"], check=True)
     qmp_path = os.path.join(workdir, "qmp.sock")
@@ -120,62 +138,85 @@ def one_snapshot(qemu, ram, mode, workdir):
             if time.time() > deadline:
                 raise RuntimeError("guest did not fill its RAM")
             time.sleep(0.5)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc, qmp
+
+
+def stop_first(qmp, image):
+    """Today's order. Returns None, or why the order does not apply."""
+    started = time.time()
+    qmp.call("getfd", {"fdname": "migrate"}, [image.fileno()])
+    qmp.call("stop")
+    qmp.call("transaction", {"actions": []})
+    qmp.call("migrate", {"uri": "fd:migrate"})
+    # QEMU 10 leaves a guest it found stopped paused (7.2 resumes it): that
+    # order then has no QEMU-made end of the pause to measure.
+    if qmp.wait_event("RESUME", started, timeout=5) is None:
+        qmp.call("cont")
+        return "QEMU leaves the guest paused"
+    return None
+
+
+def gated(qmp, qemu_pid, image):
+    """The gated order, relaying the stream into `image` on a thread. Returns
+    None and the relay thread, or why the order does not apply."""
+    rd, wr = os.pipe()
+    fcntl.fcntl(wr, F_SETPIPE_SZ, PAGE)
+    os.write(wr, b"\0" * PAGE)                     # the pipe is full: the gate is shut
+    qmp.call("getfd", {"fdname": "migrate"}, [wr])
+    os.close(wr)
+    qmp.call("migrate", {"uri": "fd:migrate"})
+    deadline = time.time() + 600
+    while not blocked_in_pipe_write(qemu_pid):
+        if time.time() > deadline:
+            raise RuntimeError("QEMU's migration never reached the gate")
+        time.sleep(0.0005)
+    try:
+        qmp.call("query-status", timeout=2)
+    except socket.timeout:
+        os.close(rd)
+        return "the monitor does not answer while the stream is held", None
+    qmp.call("stop")
+    qmp.call("transaction", {"actions": []})
+    os.read(rd, PAGE)                               # the filler out: the gate opens
+
+    def copy():
+        while chunk := os.read(rd, 1 << 20):
+            image.write(chunk)
+        os.close(rd)
+    relay = threading.Thread(target=copy)
+    relay.start()
+    return None, relay
+
+
+def one_snapshot(qemu, ram, order, workdir):
+    """(pause ms, QEMU setup-time) of one snapshot, or why `order` does not apply."""
+    proc, qmp = start_guest(qemu, ram, workdir)
+    try:
         qmp.call("migrate-set-capabilities", {"capabilities": [
             {"capability": "background-snapshot", "state": True}, {"capability": "events", "state": True}]})
         qmp.call("migrate-set-parameters", {"max-bandwidth": (2**63 - 1) // 2**20 * 2**20})
-        image = open(os.path.join(workdir, "memory.img"), "wb")
-        relay = None
-        started = time.time()
-        if mode == "stop-first":
-            qmp.call("getfd", {"fdname": "migrate"}, [image.fileno()])
-            qmp.call("stop")
-            qmp.call("transaction", {"actions": []})
-            qmp.call("migrate", {"uri": "fd:migrate"})
-            # QEMU 10 leaves a guest it found stopped paused (7.2 resumes it):
-            # that order then has no QEMU-made end of the pause to measure.
-            wait_until = time.time() + 5
-            while qmp.event_time("RESUME", started) is None and time.time() < wait_until:
-                qmp.call("query-status")          # reads the events queued meanwhile
-                time.sleep(0.01)
-            if qmp.event_time("RESUME", started) is None:
-                qmp.call("cont")
-                return "QEMU leaves the guest paused"
-        else:
-            rd, wr = os.pipe()
-            fcntl.fcntl(wr, F_SETPIPE_SZ, 4096)
-            os.write(wr, b"\0" * 4096)            # the pipe is full: the gate is shut
-            qmp.call("getfd", {"fdname": "migrate"}, [wr])
-            os.close(wr)
-            qmp.call("migrate", {"uri": "fd:migrate"})
-            while not blocked_in_pipe_write(proc.pid):
-                if time.time() > deadline:
-                    raise RuntimeError("QEMU's migration never reached the gate")
-                time.sleep(0.0005)
-            try:
-                qmp.call("query-status", timeout=2)
-            except socket.timeout:
-                os.read(rd, 4096)
-                return "the monitor does not answer while the stream is held"
-            qmp.call("stop")
-            qmp.call("transaction", {"actions": []})
-            os.read(rd, 4096)                     # the filler out: the gate opens
-
-            def copy():
-                while chunk := os.read(rd, 1 << 20):
-                    image.write(chunk)
-            relay = threading.Thread(target=copy)
-            relay.start()
-        while qmp.call("query-migrate").get("status") not in ("completed", "failed", "cancelled"):
-            time.sleep(0.05)
-        if relay:
-            relay.join()
-        image.close()
-        time.sleep(0.2)
+        with open(os.path.join(workdir, "memory.img"), "wb") as image:
+            started = time.time()
+            relay = None
+            if order == "stop-first":
+                why = stop_first(qmp, image)
+            else:
+                why, relay = gated(qmp, proc.pid, image)
+            if why:
+                return why
+            while qmp.call("query-migrate").get("status") not in ("completed", "failed", "cancelled"):
+                time.sleep(0.05)
+            if relay:
+                relay.join()
         info = qmp.call("query-migrate")
         if info.get("status") != "completed":
             raise RuntimeError(f"migration {info.get('status')}")
         stop = qmp.event_time("STOP", started - 0.001)
-        resume = qmp.event_time("RESUME", stop)
+        resume = qmp.wait_event("RESUME", stop, timeout=1)
         return (resume - stop) * 1000, info.get("setup-time")
     finally:
         proc.kill()
@@ -188,20 +229,25 @@ def main():
     ap.add_argument("--ram", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
-    print("| RAM | order | pause (STOP->RESUME), median [min-max] | QEMU setup-time |")
-    print("|---|---|---|---|")
+    version = subprocess.run([args.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="gateprobe-") as workdir:
         for ram in args.ram:
-            for mode in ("stop-first", "gated"):
-                runs = [one_snapshot(args.qemu, ram, mode, workdir) for _ in range(args.reps)]
+            for order in ("stop-first", "gated"):
+                runs = [one_snapshot(args.qemu, ram, order, workdir) for _ in range(args.reps)]
                 why = next((r for r in runs if isinstance(r, str)), None)
                 if why:
-                    print(f"| {ram} MiB | {mode} | n/a: {why} |  |", flush=True)
-                    continue
-                pauses = [r[0] for r in runs]
-                setups = [str(r[1]) for r in runs]
-                print(f"| {ram} MiB | {mode} | {statistics.median(pauses):.1f} ms "
-                      f"[{min(pauses):.1f}-{max(pauses):.1f}] | {', '.join(setups)} ms |", flush=True)
+                    rows.append([f"{ram} MiB", order, f"n/a: {why}", ""])
+                else:
+                    pauses = [r[0] for r in runs]
+                    rows.append([f"{ram} MiB", order,
+                                 f"{bl.median(pauses):.1f} ms [{min(pauses):.1f}-{max(pauses):.1f}]",
+                                 ", ".join(str(r[1]) for r in runs) + " ms"])
+                bl.log(f"{ram} MiB {order}: {rows[-1][2]}")
+    table = bl.md_table(["RAM", "order", "pause (STOP->RESUME), median [min-max]", "QEMU setup-time"], rows)
+    name = "instant-gate-" + "".join(c if c.isalnum() else "-" for c in version.split("(")[0].strip()).lower() + ".md"
+    print(table)
+    print("written to", bl.write_result(name, f"{version}, {args.reps} reps\n\n{table}\n"))
 
 
 if __name__ == "__main__":
