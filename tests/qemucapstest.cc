@@ -46,6 +46,26 @@ int main() {
     tap.ok(!c.kvm_runs_guest_code || (c.kvm_accel_starts && c.kvm_device_opens), "KVM facts are consistent");
     tap.ok(c.kvm_runs_guest_code == c.kvm_reason.empty(), "KVM: a reason exactly when guests do not run",
            c.kvm_reason);
+    // The gate verdict (migration_gate.hh), measured: QEMU 7.2 answers its
+    // monitor with a background snapshot held at its first write, 10.0 does not.
+    tap.ok(c.background_snapshot_gate_safe == c.gate_reason.empty(), "snapshot gate: a reason exactly when unsafe",
+           c.gate_reason);
+    if (c.major == 7)
+        tap.ok(c.background_snapshot_gate_safe, "snapshot gate: QEMU 7.2's monitor answers while the stream is held",
+               c.gate_reason);
+    const char *srcdir = std::getenv("VIRTSNAP_TEST_SRCDIR");
+    std::string qemu10 = std::string(srcdir ? srcdir : "tests") + "/qemu10/cache/qemu-system-x86_64";
+    if (::access(qemu10.c_str(), X_OK) == 0) {
+        ProbeOptions features;
+        features.probe_kvm = false;
+        auto c10 = probe_qemu(qemu10, features);
+        tap.ok(c10 && c10->major >= 10 && !c10->background_snapshot_gate_safe &&
+                   c10->gate_reason.find("does not answer") != std::string::npos,
+               "snapshot gate: QEMU 10's monitor blocks while the stream is held",
+               c10 ? c10->gate_reason : c10.error().message());
+    } else {
+        tap.skip("snapshot gate on QEMU 10", "tests/qemu10/cache has no QEMU 10 (fetched by the qemu10 e2e tests)");
+    }
     // The KVM verdict is only as good as its test guest: under TCG it must
     // reach long mode and exit, or every host would look broken.
     std::string tcg = run_probe_guest(binary, "tcg");

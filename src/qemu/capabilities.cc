@@ -1,6 +1,7 @@
 // capabilities.cc - probing a QEMU binary over QMP, and the per-binary cache.
 
 #include "qemu/capabilities.hh"
+#include "qemu/migration_gate.hh"
 #include "qemu/monitor.hh"
 #include "qemu/monitor_json.hh"
 #include "qemu/qmp_channel.hh"
@@ -13,12 +14,14 @@
 #include <gio/gio.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,6 +92,10 @@ public:
                         std::string("Failed to probe QEMU binary: ") + (err ? err->message : "unknown error"));
         return ok();
     }
+    pid_t pid() const {
+        const gchar *id = proc_ ? g_subprocess_get_identifier(proc_.get()) : nullptr;
+        return id ? pid_t(std::atoi(id)) : -1;
+    }
     // GLib notices the exit on its worker thread and clears the identifier.
     bool running() const { return proc_ && g_subprocess_get_identifier(proc_.get()); }
     // Waits for the exit; returns the exit status or -1 (killed by a signal or timeout).
@@ -112,10 +119,10 @@ std::string read_log(const std::string &path) {
     return text;
 }
 
-// Starts `binary` with no guest and a QMP socket, runs `probe` on the monitor,
-// then quits QEMU.
+// Starts `binary` with no guest and a QMP socket, runs `probe` on the monitor
+// (and QEMU's pid), then quits QEMU.
 Status with_qmp(const std::string &binary, const std::vector<std::string> &extra, const ProbeOptions &options,
-                const std::function<Status(Monitor &)> &probe) {
+                const std::function<Status(Monitor &, pid_t)> &probe) {
     ProbeDir dir;
     if (dir.path.empty())
         return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "cannot create a directory for probing " + binary);
@@ -149,7 +156,7 @@ Status with_qmp(const std::string &binary, const std::vector<std::string> &extra
     mopts.timeout = options.timeout;
     mopts.greeting_timeout = options.timeout;
     auto mon = TRY(Monitor::open(std::move(fd), mopts));
-    Status result = probe(*mon);
+    Status result = probe(*mon, child.pid());
     // QEMU closes the monitor as it quits, so the reply may never come.
     Status quit = mon->quit();
     if (!quit) VS_DEBUG("quit during probe: %s", quit.error().message().c_str());
@@ -172,12 +179,80 @@ Status probe_schema(Monitor &mon, QemuCaps &caps) {
     return ok();
 }
 
+// Whether the monitor answers while a background snapshot is held at its
+// first write (migration_gate.hh): the gated order of instant snapshots is
+// sound only then. QEMU runs no guest here (-machine none), so this takes
+// milliseconds where the monitor answers, and kGateAnswerWait where it does not.
+constexpr auto kGateAnswerWait = std::chrono::milliseconds(1500);
+
+Status probe_gate(Monitor &mon, pid_t pid, QemuCaps &caps) {
+    if (!caps.has_background_snapshot() || pid <= 0) return ok();
+    // QEMU 7.2 aborts a background snapshot that starts in prelaunch; with
+    // no CPUs, running changes nothing else.
+    TRY(mon.cont());
+    if (auto st = mon.migrate_set_capabilities({{"background-snapshot", true}}); !st) {
+        caps.gate_reason = "background snapshots are refused here: " + st.error().detail;
+        return ok();
+    }
+    auto gate = TRY(MigrationGate::shut());
+    TRY(mon.getfd(gate.write_end(), "migrate"));
+    gate.close_write_end();
+    UniqueFd stream = gate.take_read_end();
+    TRY(mon.migrate("fd:migrate"));
+
+    std::mutex mu;
+    std::condition_variable cv;
+    bool answered = false, opened = false;
+    // Opens the gate once the monitor answered, or after kGateAnswerWait
+    // (a QEMU that blocks its monitor needs it opened to answer at all), then
+    // reads the stream to its end.
+    std::thread opener([&] {
+        {
+            std::unique_lock lk(mu);
+            cv.wait_for(lk, kGateAnswerWait, [&] { return answered; });
+            opened = true;
+        }
+        char buf[65536];
+        auto until = Clock::now() + std::chrono::seconds(10);
+        while (Clock::now() < until) {
+            pollfd p{stream.get(), POLLIN, 0};
+            if (::poll(&p, 1, 100) <= 0) continue;
+            ssize_t n = ::read(stream.get(), buf, sizeof buf);
+            if (n == 0 || (n < 0 && errno != EINTR)) break;
+        }
+    });
+    bool held = wait_until_gate_holds(pid, std::chrono::milliseconds(2000), nullptr);
+    Status answer = ok();
+    if (held)
+        if (auto r = mon.query_status(); !r) answer = fail(std::move(r).error());
+    {
+        std::lock_guard lk(mu);
+        caps.background_snapshot_gate_safe = held && answer && !opened;
+        answered = true;
+    }
+    cv.notify_all();
+    for (int i = 0; i < 100; ++i) {
+        auto info = mon.query_migrate();
+        if (!info || info->status == "completed" || info->status == "failed" || info->status == "cancelled") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    opener.join();
+    if (!held) caps.gate_reason = "no QEMU thread was seen blocked on the stream";
+    else if (!caps.background_snapshot_gate_safe) caps.gate_reason = "the monitor does not answer while the stream is held";
+    return answer;
+}
+
 Status probe_main(const std::string &binary, const ProbeOptions &options, QemuCaps &caps) {
-    return with_qmp(binary, {}, options, [&](Monitor &mon) -> Status {
+    return with_qmp(binary, {}, options, [&](Monitor &mon, pid_t pid) -> Status {
         TRY(probe_schema(mon, caps));
         caps.machines = TRY(mon.query_machines());
         for (const auto &m : caps.machines)
             if (m.is_default) caps.default_machine = m.name;
+        // Best effort: without it instant snapshots use the stop-first order.
+        if (Status st = probe_gate(mon, pid, caps); !st) {
+            caps.background_snapshot_gate_safe = false;
+            caps.gate_reason = st.error().message();
+        }
         return ok();
     });
 }
@@ -274,7 +349,7 @@ void probe_kvm(const std::string &binary, const ProbeOptions &options, QemuCaps 
         return;
     }
     fd.reset();
-    Status st = with_qmp(binary, {"-accel", "kvm"}, options, [&](Monitor &mon) -> Status {
+    Status st = with_qmp(binary, {"-accel", "kvm"}, options, [&](Monitor &mon, pid_t) -> Status {
         KvmInfo kvm = TRY(mon.query_kvm());
         caps.kvm_accel_starts = kvm.enabled;
         return ok();
@@ -305,9 +380,10 @@ Result<QemuCaps> probe_qemu(const std::string &binary, const ProbeOptions &optio
     caps.mtime_ns = TRY(binary_mtime(binary));
     TRY(probe_main(binary, options, caps));
     if (options.probe_kvm) probe_kvm(binary, options, caps);
-    VS_INFO("QEMU %s %s: %zu commands, %zu migration capabilities, kvm %d/%d/%d", binary.c_str(),
+    VS_INFO("QEMU %s %s: %zu commands, %zu migration capabilities, kvm %d/%d/%d, snapshot gate %s%s", binary.c_str(),
             caps.version().c_str(), caps.commands.size(), caps.migration_capabilities.size(), caps.kvm_device_opens,
-            caps.kvm_accel_starts, caps.kvm_runs_guest_code);
+            caps.kvm_accel_starts, caps.kvm_runs_guest_code, caps.background_snapshot_gate_safe ? "safe" : "unsafe: ",
+            caps.gate_reason.c_str());
     return caps;
 }
 
