@@ -5,6 +5,7 @@
 
 #include "qemu/agent.hh"
 #include "qemu/capabilities.hh"
+#include "qemu/host_probe.hh"
 #include "qemu/qemu_img.hh"
 #include "util/file.hh"
 #include "util/log.hh"
@@ -64,6 +65,14 @@ struct ProcStat {
     char state = '?';
     unsigned long long start_time = 0;
 };
+
+// Whether process `pid` runs the executable file `path` (same device and
+// inode: not a binary replaced on disk since it started).
+bool runs_file(pid_t pid, const std::string &path) {
+    struct stat exe {}, want {};
+    return ::stat(("/proc/" + std::to_string(pid) + "/exe").c_str(), &exe) == 0 &&
+           ::stat(path.c_str(), &want) == 0 && exe.st_dev == want.st_dev && exe.st_ino == want.st_ino;
+}
 
 std::optional<ProcStat> read_proc_stat(pid_t pid) {
     auto text = file::read("/proc/" + std::to_string(pid) + "/stat", 64 * 1024);
@@ -547,9 +556,17 @@ Result<DomainProcess::Reattached> DomainProcess::reattach(const ProcessPaths &pa
     self->subscribe_events();
     // The running QEMU may predate an upgrade of its binary: ask it, not the
     // cache of the binary on disk.
-    if (auto caps = probe_running(*self->monitor_, st.def ? emulator_binary(*st.def) : std::string()))
-        self->monitor_->set_caps(std::make_shared<const QemuCaps>(std::move(caps).value()));
-    else
+    if (auto caps = probe_running(*self->monitor_, st.def ? emulator_binary(*st.def) : std::string())) {
+        // What only a probe run of the binary tells (the snapshot gate)
+        // holds for this QEMU when it runs that very file.
+        QemuCaps running = std::move(caps).value();
+        if (!running.binary.empty() && runs_file(self->pid_, running.binary))
+            if (auto probed = host_caps_cache().get(running.binary)) {
+                running.background_snapshot_gate_safe = (*probed)->background_snapshot_gate_safe;
+                running.gate_reason = (*probed)->gate_reason;
+            }
+        self->monitor_->set_caps(std::make_shared<const QemuCaps>(std::move(running)));
+    } else
         VS_WARN("domain '%s': cannot probe the running QEMU: %s", paths.domain.c_str(),
                 caps.error().message().c_str());
     StatusInfo qs;

@@ -4,6 +4,7 @@
 
 #define LOG_MODULE "qemu.guest_ram"
 #include "util/log.hh"
+#include "util/process.hh"
 #include "util/raii.hh"
 
 #include <dirent.h>
@@ -43,47 +44,12 @@ namespace {
 constexpr uint64_t kChunk = 64ull << 20;
 constexpr uint64_t kHuge = 2ull << 20;
 
-bool is_qemu(const std::string &pid) {
-    std::ifstream f("/proc/" + pid + "/comm");
-    std::string comm;
-    std::getline(f, comm);
-    return comm.rfind("qemu-system", 0) == 0 || comm.rfind("qemu-kvm", 0) == 0;
-}
-
-bool all_digits(const char *s) {
-    if (!*s) return false;
-    for (; *s; ++s)
-        if (*s < '0' || *s > '9') return false;
-    return true;
-}
-
 }  // namespace
 
 std::optional<pid_t> qemu_holding_file(int fd) {
     struct stat want {};
     if (::fstat(fd, &want) < 0) return std::nullopt;
-    DIR *proc = ::opendir("/proc");
-    if (!proc) return std::nullopt;
-    std::optional<pid_t> found;
-    while (dirent *e = ::readdir(proc)) {
-        if (!all_digits(e->d_name) || !is_qemu(e->d_name)) continue;
-        std::string dir = std::string("/proc/") + e->d_name + "/fd";
-        DIR *fds = ::opendir(dir.c_str());
-        if (!fds) continue;
-        while (dirent *f = ::readdir(fds)) {
-            if (!all_digits(f->d_name)) continue;
-            struct stat st {};
-            if (::stat((dir + "/" + f->d_name).c_str(), &st) == 0 && st.st_dev == want.st_dev &&
-                st.st_ino == want.st_ino) {
-                found = pid_t(std::atoi(e->d_name));
-                break;
-            }
-        }
-        ::closedir(fds);
-        if (found) break;
-    }
-    ::closedir(proc);
-    return found;
+    return process::process_holding_file(want.st_dev, want.st_ino, {"qemu-system", "qemu-kvm"});
 }
 
 std::optional<Mapping> find_guest_ram(pid_t pid, uint64_t min_bytes, uint64_t max_bytes) {

@@ -9,9 +9,11 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -75,6 +77,10 @@ Status MemoryRelay::open_gate() { return say('g'); }
 
 Status MemoryRelay::discard() { return say('d'); }
 
+void MemoryRelay::abandon() {
+    if (!child_.reaped()) (void)child_.signal(SIGUSR1);
+}
+
 Status MemoryRelay::finish(std::chrono::milliseconds timeout) {
     auto st = TRY(child_.wait_for(timeout));
     if (!st) return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, "the memory relay did not finish");
@@ -83,6 +89,15 @@ Status MemoryRelay::finish(std::chrono::milliseconds timeout) {
         return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
                     std::string("cannot write the memory image: ") + std::strerror(st->code));
     return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU, "the memory relay failed: " + st->describe());
+}
+
+bool abandon_memory_relay(const std::string &path) {
+    struct stat sb {};
+    if (::stat(path.c_str(), &sb) < 0) return false;
+    auto pid = process::process_holding_file(sb.st_dev, sb.st_ino, {"virtsnap-relay"});
+    if (!pid) return false;
+    VS_INFO("abandoning the memory relay %d of %s", int(*pid), path.c_str());
+    return ::kill(*pid, SIGUSR1) == 0;
 }
 
 bool wait_for_memory_relay(const std::string &path, std::chrono::milliseconds timeout) {

@@ -12,6 +12,9 @@
 //      │                    │   the rest is read and dropped (QEMU's stream
 //      │                    │   still completes)
 //      └── discard() 'd' ───┴─► the same, writing nothing
+//   abandon() (SIGUSR1), at any time: the image is truncated to the stream
+//   offset and the rest of the stream dropped. How a job gives up a background
+//   snapshot: migrate_cancel would leave QEMU 7.2 unable to take another.
 //   finish(): waits for the exit; ok only when every byte reached the image.
 //
 // Why a process: with the relay in the daemon, a daemon crash would break the
@@ -44,6 +47,7 @@ public:
 
     [[nodiscard]] Status open_gate();
     [[nodiscard]] Status discard();
+    void abandon();
     // Waits up to `timeout` for the relay to end. Errors: VIR_ERR_OPERATION_FAILED
     // with the relay's reason (errno) or how it ended.
     [[nodiscard]] Status finish(std::chrono::milliseconds timeout);
@@ -65,5 +69,9 @@ std::string relay_binary();
 // Waits until no relay writes the image at `path` (the relay's flock is
 // free): true, or false when `timeout` passed first or the image is gone.
 bool wait_for_memory_relay(const std::string &path, std::chrono::milliseconds timeout);
+
+// abandon() for the relay writing the image at `path`, found through /proc
+// (the daemon that started it is gone). False when none is.
+bool abandon_memory_relay(const std::string &path);
 
 }  // namespace virtsnap::qemu

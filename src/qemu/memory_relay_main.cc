@@ -9,13 +9,18 @@
 //
 // It is a separate process, in its own session, so that the stream keeps
 // flowing when virtsnapd dies: a broken stream leaves QEMU 7.2 unable to
-// migrate again. Exit status: 0 when every byte reached the image (or was
-// discarded on request), else the errno of the first failure (125: usage).
+// migrate again, and so does cancelling one (migrate_cancel): SIGUSR1 is how
+// a job is abandoned instead, the relay drops the rest of the stream and
+// QEMU's snapshot completes into nothing. Exit status: 0 when every byte
+// reached the image (or was dropped on request), else the errno of the first
+// failure (125: usage).
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include <csignal>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -26,6 +31,10 @@ namespace {
 constexpr int kStream = 3, kControl = 4, kImage = 5;
 constexpr size_t kChunk = 1 << 20;
 constexpr int kUsage = 125;
+
+volatile sig_atomic_t g_abandoned = 0;
+
+void on_abandon(int) { g_abandoned = 1; }
 
 bool parse_u64(const char *s, uint64_t &out) {
     char *end = nullptr;
@@ -85,6 +94,10 @@ int main(int argc, char **argv) {
         return kUsage;
     }
     static char buf[kChunk];
+    // No SA_RESTART: a blocked splice or read returns EINTR and sees the flag.
+    struct sigaction sa {};
+    sa.sa_handler = on_abandon;
+    ::sigaction(SIGUSR1, &sa, nullptr);
     // Held until exit: recovery knows the image is final once it can take it.
     if (::flock(kImage, LOCK_EX) < 0) return errno;
     bool keep = wait_for_word();
@@ -96,6 +109,11 @@ int main(int argc, char **argv) {
     int failure = 0;
     bool use_splice = true, truncated = false;
     for (;;) {
+        if (g_abandoned && !truncated) {
+            truncated = true;
+            keep = false;
+            (void)::ftruncate(kImage, off_t(offset));
+        }
         bool writing = keep && failure == 0;
         if (writing && use_splice) {
             ssize_t n = ::splice(kStream, nullptr, kImage, &off, kChunk, SPLICE_F_MOVE | SPLICE_F_MORE);

@@ -3,6 +3,7 @@
 #include "qemu_snapshot/job_recovery.hh"
 
 #include "qemu/block_graph.hh"
+#include "qemu/memory_relay.hh"
 #include "qemu/qemu_img.hh"
 #include "qemu/save_image.hh"
 #include "qemu_snapshot/snapshot_create.hh"
@@ -329,15 +330,33 @@ private:
                 // QEMU writes the memory after the switch, also while we were gone.
                 std::string path = mem->intent.str("path").value_or("");
                 if (mon && memory_migration_completed(*mon, o_)) {
-                    Status f = finalize_memory_image(path);
-                    memory_complete = f.has_value();
-                    warn_on(f, "memory image");
+                    // A gated snapshot's relay may still be writing the end of
+                    // the stream; one that failed left an image without memory.
+                    if (!qemu::wait_for_memory_relay(path, o_.migration_wait)) {
+                        VS_WARN("recovery: the memory image %s is still being written, or gone", path.c_str());
+                    } else {
+                        Status f = finalize_memory_image(path);
+                        memory_complete = f.has_value();
+                        warn_on(f, "memory image");
+                    }
                 }
             } else if (!instant) {
                 memory_complete = !mem || mem->done;
             }
             // Without QEMU nobody can say the switch happened: no snapshot record.
             if (memory_complete && txn && mon) metadata = txn->intent.str("metadata");
+        } else if (mon && mem && instant) {
+            // A gated snapshot can be running without a switch (the daemon
+            // died with the gate shut; its relay opened it). Cancelling would
+            // leave QEMU 7.2 unable to take another background snapshot: drop
+            // the stream through the relay and let QEMU's snapshot complete.
+            std::string path = mem->intent.str("path").value_or("");
+            if (!path.empty() && qemu::abandon_memory_relay(path)) {
+                (void)memory_migration_completed(*mon, o_);
+                (void)qemu::wait_for_memory_relay(path, o_.migration_wait);
+            } else {
+                cancel_memory_migration(*mon);
+            }
         } else if (mon && mem) {
             cancel_memory_migration(*mon);
         }

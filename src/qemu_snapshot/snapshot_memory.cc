@@ -2,8 +2,12 @@
 
 #include "qemu_snapshot/snapshot_memory.hh"
 
+#include "qemu/capabilities.hh"
 #include "qemu/guest_ram.hh"
+#include "qemu/memory_relay.hh"
+#include "qemu/migration_gate.hh"
 #include "qemu/save_image.hh"
+#include "util/job_journal.hh"
 #include "util/file.hh"
 #include "util/raii.hh"
 
@@ -15,6 +19,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
@@ -32,15 +37,36 @@ thread_local InstantSwitch *t_switch = nullptr;
 std::mutex g_mark_mu;
 std::set<const qemu::Monitor *> g_marked;
 
-// libvirt's QEMU_DOMAIN_MIG_BANDWIDTH_MAX in bytes/s (as memory_migration.cc).
+// How long the gated order waits for QEMU's migration thread to reach the
+// gate (its populate walk over guest RAM: well under a second for 4 GiB).
+// Past that the switch runs anyway: the capture stays right, the pause holds
+// what is left of the walk.
+constexpr auto kGateWait = std::chrono::seconds(30);
+
+// QEMU's migration has stopped running (failed, cancelled, or gone).
+bool migration_over(qemu::Monitor &mon) {
+    auto info = mon.query_migrate();
+    return !info || info->status == "failed" || info->status == "cancelled" || info->status == "completed";
+}
+
 // The instant method's migration: qemu/memory_migration.hh's sequence with
-// everything before `migrate` done while the guest runs and `sw` run right
-// before `migrate`. Returns the final figures.
+// everything before `migrate` done while the guest runs, and `sw` (stop + the
+// transaction) run at the last moment before QEMU captures the guest:
+//   stop-first  sw, then `migrate`; QEMU's RAM set-up runs inside the pause;
+//   gated       (QemuCaps::background_snapshot_gate_safe) `migrate` into a
+//               shut gate (qemu/migration_gate.hh), wait until QEMU's thread is
+//               held there, sw, open the gate; virtsnap-relay writes the
+//               stream into the image (qemu/memory_relay.hh).
+// Returns the final figures.
 Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::SaveImageWriter &writer,
                                                   const MemoryImageOptions &opts, InstantSwitch &sw,
                                                   std::optional<pid_t> &qemu_pid) {
     const auto started = Clock::now();
     const std::string job = "snapshot job";
+    auto probed = mon.caps();
+    // VIRTSNAP_SNAPSHOT_GATE=0 keeps the stop-first order (benches compare both).
+    const char *gate_env = std::getenv("VIRTSNAP_SNAPSHOT_GATE");
+    const bool gated = probed && probed->background_snapshot_gate_safe && !(gate_env && std::string(gate_env) == "0");
     auto caps = TRY(mon.query_migrate_capabilities());
     std::vector<qemu::MigrationCapability> set_caps, restore_caps;
     for (const auto &name : opts.capabilities) {
@@ -61,6 +87,9 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     std::optional<int64_t> old_bandwidth;
     old_bandwidth = TRY(mon.query_migrate_parameters()).max_bandwidth;
 
+    // Declared before the undo: its destructor (discard, then let the
+    // stream end) runs after closefd has released QEMU's copy of the pipe.
+    std::optional<qemu::MemoryRelay> relay;
     bool caps_set = false, bandwidth_set = false, fd_passed = false;
     auto restore = [&] {
         if (fd_passed) (void)mon.closefd("migrate");  // fails harmlessly once migrate consumed it
@@ -78,50 +107,81 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     }
     TRY(mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(qemu::kMigrationUnlimitedBandwidth)}}));
     bandwidth_set = true;
-    TRY(mon.getfd(writer.fd(), "migrate"));
-    fd_passed = true;
-    // QEMU holds the image fd from now until it closes the stream: the one
-    // reliable way to find its pid from here (for the THP re-collapse).
-    qemu_pid = qemu::guest_ram::qemu_holding_file(writer.fd());
+    // Every instant snapshot streams through the gate pipe and virtsnap-relay,
+    // gated or not: the relay outlives the daemon, and dropping the stream
+    // through it is how a job gives up (see the loop below).
+    {
+        auto gate = TRY(qemu::MigrationGate::shut());
+        relay = TRY(qemu::MemoryRelay::start(gate.take_read_end(), writer.fd(), writer.stream_offset(),
+                                             qemu::MigrationGate::kFillerBytes));
+        TRY(mon.getfd(gate.write_end(), "migrate"));
+        fd_passed = true;
+        // QEMU holds the pipe from now until it closes the stream: the one
+        // reliable way to find its pid from here (the gate watch, the THP
+        // re-collapse).
+        qemu_pid = qemu::guest_ram::qemu_holding_file(gate.write_end());
+    }
 
     qemu::MigrationEventWaker events(mon);
-    // ── the guest-visible pause: stop, the transaction, migrate; QEMU resumes ──
-    TRY(sw.run());
-    TRY(mon.migrate("fd:migrate"));
-    fd_passed = false;
-    VS_DEBUG("instant migration started");
+    if (!gated) {
+        TRY(relay->open_gate());
+        // ── the guest-visible pause: stop, the transaction, migrate; QEMU resumes ──
+        TRY(sw.run());
+        TRY(mon.migrate("fd:migrate"));
+        fd_passed = false;
+    } else {
+        TRY(mon.migrate("fd:migrate"));
+        fd_passed = false;
+        test_crash_point("gate-shut");
+        bool held = qemu_pid && qemu::wait_until_gate_holds(*qemu_pid, kGateWait, [&] { return migration_over(mon); });
+        if (!held) VS_INFO("QEMU's migration was not seen held at the gate: switching anyway");
+        // ── the guest-visible pause: stop, the transaction, the gate opens;
+        //    QEMU captures device state, write-protects RAM, resumes ──
+        if (Status switched = sw.run(); !switched) {
+            // Let QEMU's stream complete into nothing rather than break it.
+            (void)relay->discard();
+            for (int i = 0; i < 6000 && !migration_over(mon); ++i) events.wait(milliseconds(100));
+            return fail(std::move(switched).error());
+        }
+        test_crash_point("gate-switched");
+        TRY(relay->open_gate());
+        test_crash_point("gate-open");
+    }
+    VS_DEBUG("instant migration started%s", gated ? " (gated)" : "");
 
-    bool cancel_sent = false, timed_out = false;
-    Clock::time_point cancel_deadline;
+    // Giving up (domjobabort, the time limit) abandons the relay instead of
+    // migrate_cancel: QEMU 7.2 cannot take another background snapshot after
+    // one was cancelled (measured: the next one stays active with the guest
+    // paused). QEMU's snapshot then completes into nothing; the image,
+    // truncated by the relay, is removed by the writer's abort.
+    bool abandoned = false, timed_out = false;
     for (;;) {
         auto info = mon.query_migrate();
         if (!info) return fail(std::move(info).error());
         qemu::MigrationProgress last = qemu::migration_progress(*info, started);
-        if (opts.tracker) opts.tracker->update(last);
+        if (opts.tracker && !abandoned) opts.tracker->update(last);
         const std::string &s = info->status;
-        if (s == "completed") {
+        if (s == "completed" && !abandoned) {
             undo.release();
             restore();
+            TRY(relay->finish(std::chrono::minutes(5)));
             return last;
         }
-        if (s == "failed" || s == "cancelled") {
+        if (s == "completed" || s == "failed" || s == "cancelled") {
             if (timed_out) return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, job + ": timed out");
-            if (s == "cancelled" || cancel_sent)
+            if (s == "cancelled" || abandoned)
                 return fail(VIR_ERR_OPERATION_ABORTED, VIR_FROM_QEMU, job + ": canceled by client");
             return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
                         job + ": " + info->error_desc.value_or("unexpectedly failed"));
         }
-        if (!cancel_sent) {
+        if (!abandoned) {
             bool abort = opts.abort_requested && opts.abort_requested();
             if (!abort && Clock::now() - started > std::chrono::hours(6)) abort = timed_out = true;
             if (abort) {
-                VS_INFO("cancelling instant migration (%s)", timed_out ? "timeout" : "abort requested");
-                TRY(mon.migrate_cancel());
-                cancel_sent = true;
-                cancel_deadline = Clock::now() + std::chrono::seconds(60);
+                VS_INFO("abandoning the instant snapshot's stream (%s)", timed_out ? "timeout" : "abort requested");
+                relay->abandon();
+                abandoned = true;
             }
-        } else if (Clock::now() > cancel_deadline) {
-            return fail(VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, job + ": migration did not stop after cancel");
         }
         events.wait(milliseconds(100));
     }

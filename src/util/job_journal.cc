@@ -391,6 +391,13 @@ std::optional<CrashPoint> crash_point_from_env() {
 
 }  // namespace
 
+void test_crash_point(std::string_view point) {
+    const char *env = std::getenv("VIRTSNAP_TEST_CRASH_AT");
+    if (!env || point != env) return;
+    std::fprintf(stderr, "VIRTSNAP_TEST_CRASH_AT: exiting at %s\n", env);
+    ::_exit(137);
+}
+
 Result<JobJournal> JobJournal::create(const std::string &dir, JournalHeader header) {
     if (!valid_step_name(header.operation))
         return fail(VIR_ERR_INVALID_ARG, kDomain, "invalid job journal operation '" + header.operation + "'");

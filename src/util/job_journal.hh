@@ -239,6 +239,10 @@ private:
     std::map<std::string, Handler, std::less<>> handlers_;
 };
 
+// The same test hook for a point between records, inside a step
+// (VIRTSNAP_TEST_CRASH_AT=<point> exactly): _exit(137) when it names `point`.
+void test_crash_point(std::string_view point);
+
 // CRC-32C (Castagnoli) of `data`, continuing from `crc` (0 to start).
 uint32_t crc32c(std::string_view data, uint32_t crc = 0);
 

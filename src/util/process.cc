@@ -12,7 +12,9 @@
 #include <csignal>
 #include <cstring>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -404,6 +406,51 @@ Result<std::string> run(std::vector<std::string> argv, milliseconds timeout) {
     SpawnOptions o;
     o.argv = std::move(argv);
     return run(std::move(o), timeout);
+}
+
+namespace {
+
+bool all_digits(const char *s) {
+    if (!*s) return false;
+    for (; *s; ++s)
+        if (*s < '0' || *s > '9') return false;
+    return true;
+}
+
+bool comm_matches(const char *pid, const std::vector<std::string> &prefixes) {
+    char comm[64] = {};
+    UniqueFd fd(::open((std::string("/proc/") + pid + "/comm").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid() || ::read(fd.get(), comm, sizeof comm - 1) <= 0) return false;
+    std::string_view c(comm);
+    for (const auto &p : prefixes)
+        if (c.starts_with(p)) return true;
+    return false;
+}
+
+}  // namespace
+
+std::optional<pid_t> process_holding_file(uint64_t dev, uint64_t ino, const std::vector<std::string> &comm_prefixes) {
+    DIR *proc = ::opendir("/proc");
+    if (!proc) return std::nullopt;
+    std::optional<pid_t> found;
+    while (dirent *e = ::readdir(proc)) {
+        if (!all_digits(e->d_name) || !comm_matches(e->d_name, comm_prefixes)) continue;
+        std::string dir = std::string("/proc/") + e->d_name + "/fd";
+        DIR *fds = ::opendir(dir.c_str());
+        if (!fds) continue;
+        while (dirent *f = ::readdir(fds)) {
+            if (!all_digits(f->d_name)) continue;
+            struct stat st {};
+            if (::stat((dir + "/" + f->d_name).c_str(), &st) == 0 && st.st_dev == dev && st.st_ino == ino) {
+                found = pid_t(std::atoi(e->d_name));
+                break;
+            }
+        }
+        ::closedir(fds);
+        if (found) break;
+    }
+    ::closedir(proc);
+    return found;
 }
 
 bool pid_alive(pid_t pid) {

@@ -133,6 +133,9 @@ struct RunOutput {
 
 // For processes we did not spawn (a QEMU found again after a daemon restart).
 bool pid_alive(pid_t pid);
+// The first process whose comm starts with one of `comm_prefixes` and that
+// has a descriptor open on the file of device `dev`, inode `ino` (scans /proc).
+std::optional<pid_t> process_holding_file(uint64_t dev, uint64_t ino, const std::vector<std::string> &comm_prefixes);
 // SIGTERM, then SIGKILL after `grace`; waits until the pid is gone.
 [[nodiscard]] Status kill_pid(pid_t pid, std::chrono::milliseconds grace = std::chrono::seconds(10));
 
