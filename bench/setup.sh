@@ -83,7 +83,7 @@ fi
 if [ "$want_build" = 1 ]; then
     cd "$SRC" || exit 1
     [ -d "$BUILD" ] || meson setup "$BUILD" >/tmp/bench-setup-meson.log 2>&1 || { cat /tmp/bench-setup-meson.log; exit 1; }
-    nice ninja -C "$BUILD" -j2 src/daemon/virtsnapd >/tmp/bench-setup-ninja.log 2>&1 || { tail -30 /tmp/bench-setup-ninja.log; exit 1; }
+    nice ninja -C "$BUILD" -j2 src/daemon/virtsnapd src/qemu/virtsnap-relay >/tmp/bench-setup-ninja.log 2>&1 || { tail -30 /tmp/bench-setup-ninja.log; exit 1; }
     echo "virtsnapd: $BUILD/src/daemon/virtsnapd"
 fi
 exit 0

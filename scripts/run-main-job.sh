@@ -20,7 +20,7 @@ die() {
 
 bash scripts/install-deps.sh
 [ -d "$build" ] || meson setup "$build" >/dev/null
-ninja -C "$build" src/daemon/virtsnapd tools/virtsnap-xml >/dev/null
+ninja -C "$build" src/daemon/virtsnapd src/qemu/virtsnap-relay tools/virtsnap-xml >/dev/null
 bash tests/guest/build-guest.sh tests/guest/cache
 
 root=${1:-$(mktemp -d /tmp/virtsnap-main-XXXXXX)}
