@@ -7,16 +7,25 @@
 //     ─► migrate_memory_to_fd ("snapshot job": progress, abort = migrate_cancel)
 //     ─► finalize (header "Save", fsync)
 //   any failure ─► the writer's abort(): a file we created is unlinked
+//   abort of an instant snapshot ─► the relay abandons the stream (never
+//   migrate_cancel: QEMU 7.2 could not take another background snapshot)
 //
 // The instant method (background-snapshot) with an InstantSwitch installed
 // does everything that can be done with the guest running first, so that the
 // guest-visible pause holds only what must be atomic:
 //
 //   running:  image header+XML written, migration capabilities/parameters set,
-//             image fd passed (getfd "migrate"), QEMU's pid found
-//   ── InstantSwitch::run(): stop, ONE disk transaction ──   guest stopped
-//   migrate "fd:migrate" ─► QEMU write-protects RAM and resumes the guest
-//   running:  RAM written, settings restored, header "Save", fsync, then the
+//             the gate pipe made, virtsnap-relay started on it (qemu/memory_relay.hh),
+//             its write end passed (getfd "migrate"), QEMU's pid found
+//   gated (QemuCaps::background_snapshot_gate_safe, qemu/migration_gate.hh):
+//     migrate "fd:migrate" ─► QEMU's RAM walk, then held at the gate
+//     ── InstantSwitch::run(): stop, ONE disk transaction ──   guest stopped
+//     relay told 'g' ─► QEMU captures devices, write-protects RAM, resumes
+//   stop-first (other QEMUs):
+//     relay told 'g'; ── InstantSwitch::run() ──; migrate ─► QEMU's RAM walk,
+//     write-protect, resume (the walk inside the pause)
+//   running:  RAM relayed into the image, settings restored, relay ended well,
+//             header "Save", fsync, then the
 //             guest RAM's huge pages re-collapsed in the background
 #pragma once
 
@@ -58,10 +67,12 @@ inline constexpr const char *kSnapshotSaveCookie = "<cookie>\n</cookie>\n";
 [[nodiscard]] Status check_memory_image_room(const std::string &memory_file, uint64_t ram_bytes);
 
 // What the instant method must do with the guest stopped, at the last moment
-// before `migrate` (create_external_active: stop + the disk transaction). While
-// one is alive on a thread, write_memory_image with the background-snapshot
-// capability on that thread runs it between its preparation and `migrate`,
-// exactly once, and fails without migrating when it fails.
+// before QEMU captures the guest (create_external_active: stop + the disk
+// transaction). While one is alive on a thread, write_memory_image with the
+// background-snapshot capability on that thread runs it exactly once: right
+// before `migrate` (stop-first), or while QEMU is held at the gate (gated).
+// When it fails, nothing is captured: no migration (stop-first), or the
+// held stream is dropped and QEMU's snapshot completes into nothing (gated).
 class InstantSwitch {
 public:
     using Fn = std::function<Status()>;
