@@ -80,7 +80,10 @@ int main() {
         std::thread qemu = write_stream(s, kStream);
         // The relay takes its lock first thing after exec.
         bool locked = false;
-        for (int i = 0; i < 100 && !locked; ++i) locked = !wait_for_memory_relay(s.path, std::chrono::milliseconds(20));
+        for (int i = 0; i < 200 && !locked; ++i) {
+            locked = !wait_for_memory_relay(s.path, std::chrono::milliseconds(20));
+            if (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
         tap.ok(locked, "write: recovery's wait sees the relay's lock while it waits for its word");
         tap.ok(r->open_gate().has_value(), "write: open_gate");
         qemu.join();
