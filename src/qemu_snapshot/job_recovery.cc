@@ -159,7 +159,10 @@ Status finalize_memory_image(const std::string &path) {
 }
 
 // Waits for a memory migration QEMU may still be running; true when it completed.
-bool memory_migration_completed(qemu::Monitor &mon, const RecoveryOptions &o) {
+// Past the wait it gives up: through the relay writing `image` when there is
+// one (migrate_cancel would leave QEMU 7.2 unable to snapshot again), else by
+// cancelling.
+bool memory_migration_completed(qemu::Monitor &mon, const RecoveryOptions &o, const std::string &image = {}) {
     auto deadline = std::chrono::steady_clock::now() + o.migration_wait;
     for (;;) {
         auto info = mon.query_migrate();
@@ -168,7 +171,7 @@ bool memory_migration_completed(qemu::Monitor &mon, const RecoveryOptions &o) {
         if (s == "completed") return true;
         if (s == "none" || s == "failed" || s == "cancelled") return false;
         if (std::chrono::steady_clock::now() > deadline) {
-            (void)mon.migrate_cancel();
+            if (image.empty() || !qemu::abandon_memory_relay(image)) (void)mon.migrate_cancel();
             return false;
         }
         std::this_thread::sleep_for(100ms);
@@ -329,7 +332,7 @@ private:
             if (instant && mem) {
                 // QEMU writes the memory after the switch, also while we were gone.
                 std::string path = mem->intent.str("path").value_or("");
-                if (mon && memory_migration_completed(*mon, o_)) {
+                if (mon && memory_migration_completed(*mon, o_, path)) {
                     // A gated snapshot's relay may still be writing the end of
                     // the stream; one that failed left an image without memory.
                     if (!qemu::wait_for_memory_relay(path, o_.migration_wait)) {
@@ -352,7 +355,7 @@ private:
             // the stream through the relay and let QEMU's snapshot complete.
             std::string path = mem->intent.str("path").value_or("");
             if (!path.empty() && qemu::abandon_memory_relay(path)) {
-                (void)memory_migration_completed(*mon, o_);
+                (void)memory_migration_completed(*mon, o_, path);
                 (void)qemu::wait_for_memory_relay(path, o_.migration_wait);
             } else {
                 cancel_memory_migration(*mon);
