@@ -9,6 +9,9 @@
 
 #include <libvirt/libvirt.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <limits>
@@ -62,6 +65,19 @@ void MigrationEventWaker::wait(milliseconds max) {
     std::unique_lock lk(mu_);
     uint64_t seen = seq_;
     cv_.wait_for(lk, max, [&] { return seq_ != seen; });
+}
+
+std::optional<std::string> wait_for_migration_end(Monitor &mon, milliseconds timeout) {
+    static const std::set<std::string> ended = {"completed", "failed", "cancelled", "none"};
+    MigrationEventWaker events(mon);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        auto info = mon.query_migrate();
+        if (!info) return std::string();
+        if (ended.count(info->status)) return info->status;
+        if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+        events.wait(milliseconds(100));
+    }
 }
 
 // ---- MigrationTracker ----
@@ -166,6 +182,8 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         bandwidth_set = true;
     }
 
+    struct stat st_fd;
+    bool writeback = ::fstat(fd, &st_fd) == 0 && S_ISREG(st_fd.st_mode);
     MigrationEventWaker waker(monitor);
     TRY(monitor.migrate_to_fd(fd));
     VS_DEBUG("migration to fd %d started", fd);
@@ -215,6 +233,11 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         } else if (Clock::now() > cancel_deadline) {
             return fail(VIR_ERR_OPERATION_TIMEOUT, kDomain, options.job_name + ": migration did not stop after cancel");
         }
+        // Start writeback of what QEMU wrote so far: the file is flushed
+        // before the image counts as complete (SaveImageWriter::finalize),
+        // and a flush begun now overlaps the stream instead of following it
+        // (about 10 % faster on a paused guest, docs/performance.md).
+        if (writeback) (void)::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
         waker.wait(options.poll_interval);
     }
 }

@@ -11,6 +11,8 @@
 //   migrate-set-parameters     max-bandwidth unlimited
 //   getfd "migrate" + migrate "fd:migrate"
 //   wait: MIGRATION events wake the waiter, query-migrate gives the figures;
+//         a regular file's writeback is started at each wake-up
+//         (sync_file_range), so the caller's closing flush has only the tail;
 //         an abort request sends migrate_cancel and waits for QEMU to stop
 //   migrate-set-parameters / -capabilities back to what they were
 //
@@ -126,5 +128,11 @@ private:
     std::condition_variable cv_;
     uint64_t seq_ = 0;
 };
+// Waits at most `timeout` for QEMU's migration to stop running, woken by its
+// events: the status it ended in ("completed", "failed", "cancelled", "none";
+// "" when the monitor stopped answering), or nullopt when it still runs.
+// Giving up, if the caller must, is the caller's business: cancelling a
+// background snapshot poisons QEMU 7.2 (memory_relay.hh).
+std::optional<std::string> wait_for_migration_end(Monitor &mon, std::chrono::milliseconds timeout);
 
 }  // namespace virtsnap::qemu

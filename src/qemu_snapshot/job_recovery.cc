@@ -3,6 +3,7 @@
 #include "qemu_snapshot/job_recovery.hh"
 
 #include "qemu/block_graph.hh"
+#include "qemu/memory_migration.hh"
 #include "qemu/memory_relay.hh"
 #include "qemu/qemu_img.hh"
 #include "qemu/save_image.hh"
@@ -163,19 +164,10 @@ Status finalize_memory_image(const std::string &path) {
 // one (migrate_cancel would leave QEMU 7.2 unable to snapshot again), else by
 // cancelling.
 bool memory_migration_completed(qemu::Monitor &mon, const RecoveryOptions &o, const std::string &image = {}) {
-    auto deadline = std::chrono::steady_clock::now() + o.migration_wait;
-    for (;;) {
-        auto info = mon.query_migrate();
-        if (!info) return false;
-        const std::string &s = info->status;
-        if (s == "completed") return true;
-        if (s == "none" || s == "failed" || s == "cancelled") return false;
-        if (std::chrono::steady_clock::now() > deadline) {
-            if (image.empty() || !qemu::abandon_memory_relay(image)) (void)mon.migrate_cancel();
-            return false;
-        }
-        std::this_thread::sleep_for(100ms);
-    }
+    auto ended = qemu::wait_for_migration_end(mon, o.migration_wait);
+    if (ended) return *ended == "completed";
+    if (image.empty() || !qemu::abandon_memory_relay(image)) (void)mon.migrate_cancel();
+    return false;
 }
 
 // Cancels a memory migration still running (the job is being rolled back).

@@ -140,7 +140,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         if (Status switched = sw.run(); !switched) {
             // Let QEMU's stream complete into nothing rather than break it.
             (void)relay->discard();
-            for (int i = 0; i < 6000 && !migration_over(mon); ++i) events.wait(milliseconds(100));
+            (void)qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
             return fail(std::move(switched).error());
         }
         test_crash_point("gate-switched");

@@ -26,7 +26,6 @@ next instant snapshot (migrate_cancel would have left QEMU 7.2 unable to)."""
 import os
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -94,21 +93,10 @@ env.virsh_ok("start ab1", "start", "ab1")
 t.ok(env.wait_serial("ab1", r"VSFILL done", timeout=300) is not None, "ab1 filled its RAM", env.serial_text("ab1")[-800:])
 before = sorted(os.listdir(env.images))
 vda_before = env.disk_path("ab1", "vda")
-out = {}
-th = threading.Thread(target=lambda: out.update(r=env.virsh("snapshot-create-as", "ab1", *live_args("a1", ("vda",)),
-                                                            timeout=600)))
-th.start()
-aborted = False
-while th.is_alive():
-    r = env.virsh("domjobinfo", "ab1")
-    if r.ok and "Memory processed" in r.out:
-        aborted = env.virsh("domjobabort", "ab1").ok
-        break
-    time.sleep(0.02)
-th.join()
+aborted, created = env.abort_snapshot_mid_stream("ab1", *live_args("a1", ("vda",)))
 ABORT_CHECKS = ("libvirt's error", "guest running", "no file left", "disk unchanged", "no metadata")
-if aborted and not out["r"].ok:
-    t.ok("operation aborted" in out["r"].err, "domjobabort: libvirt's error", out["r"])
+if aborted and not created.ok:
+    t.ok("operation aborted" in created.err, "domjobabort: libvirt's error", created)
     t.ok(env.wait_state("ab1", "running", timeout=30), "domjobabort: guest running", env.domain_state("ab1"))
     t.eq(sorted(os.listdir(env.images)), before, "domjobabort: no file left")
     t.eq(env.disk_path("ab1", "vda"), vda_before, "domjobabort: disk unchanged")

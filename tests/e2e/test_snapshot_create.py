@@ -362,17 +362,10 @@ t.ok(seen is not None and "Operation:        Snapshot" in seen, "domjobinfo show
 
 before = images()
 vda_before = env.disk_path("big1", "vda")
-th, out = snapshot_in_thread("b2")
-aborted = False
-while th.is_alive():
-    r = env.virsh("domjobinfo", "big1")
-    if r.ok and "Memory processed" in r.out:
-        aborted = env.virsh("domjobabort", "big1").ok
-        break
-    time.sleep(0.02)
-th.join()
-if aborted and not out["r"].ok:
-    t.ok("operation aborted" in out["r"].err, "domjobabort: libvirt's error", out["r"])
+aborted, created = env.abort_snapshot_mid_stream("big1", "b2", "--memspec", "file=%s/b2.mem,snapshot=external" % env.images,
+                                                  "--diskspec", "vda,snapshot=external")
+if aborted and not created.ok:
+    t.ok("operation aborted" in created.err, "domjobabort: libvirt's error", created)
     t.eq(env.domain_state("big1"), "running", "domjobabort: guest running")
     t.eq(images(), before, "domjobabort: no memory file, no overlay")
     t.eq(env.disk_path("big1", "vda"), vda_before, "domjobabort: disk unchanged")

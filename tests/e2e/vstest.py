@@ -233,6 +233,26 @@ class Env:
         self.t.ok(r.ok, name, "virsh %s\n%r" % (" ".join(map(str, args)), r))
         return r
 
+    def abort_snapshot_mid_stream(self, dom, *snapshot_args, timeout=600):
+        """Runs `virsh snapshot-create-as DOM ARGS` in a thread and sends
+        domjobabort as soon as domjobinfo shows memory being written.
+        Returns (whether virsh accepted the abort, the snapshot's Result);
+        a snapshot that finished before the abort landed returns False."""
+        import threading
+        out = {}
+        th = threading.Thread(
+            target=lambda: out.update(r=self.virsh("snapshot-create-as", dom, *snapshot_args, timeout=timeout)))
+        th.start()
+        aborted = False
+        while th.is_alive():
+            r = self.virsh("domjobinfo", dom)
+            if r.ok and "Memory processed" in r.out:
+                aborted = self.virsh("domjobabort", dom).ok
+                break
+            time.sleep(0.02)
+        th.join()
+        return aborted, out["r"]
+
     def connect(self, read_only=False):
         import libvirt
         if read_only:
