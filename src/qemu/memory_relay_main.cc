@@ -88,6 +88,16 @@ int pwrite_all(const char *buf, size_t len, off_t &off) {
     return 0;
 }
 
+// Starts writeback of each 64 MiB the relay wrote: the daemon flushes the
+// image before it counts as complete, and a flush begun while the stream
+// still flows leaves that one only the tail.
+void start_writeback(off_t &from, off_t to) {
+    constexpr off_t kWritebackStep = off_t(64) << 20;
+    if (to - from < kWritebackStep) return;
+    (void)::sync_file_range(kImage, from, to - from, SYNC_FILE_RANGE_WRITE);
+    from = to;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -109,7 +119,7 @@ int main(int argc, char **argv) {
     (void)::fcntl(kStream, F_SETPIPE_SZ, int(kChunk));
     if (int e = skip(filler, buf)) return e;
 
-    off_t off = off_t(offset);
+    off_t off = off_t(offset), writeback_from = off;
     int failure = 0;
     bool use_splice = true, truncated = false;
     for (;;) {
@@ -122,6 +132,7 @@ int main(int argc, char **argv) {
         if (writing && use_splice) {
             ssize_t n = ::splice(kStream, nullptr, kImage, &off, kChunk, SPLICE_F_MOVE | SPLICE_F_MORE);
             if (n > 0) {
+                start_writeback(writeback_from, off);
                 // QEMU writes 32 KiB at a time; waking for each costs both
                 // sides a context switch, which on a small host takes CPU from
                 // QEMU's writer. Let the pipe fill a little between moves.
@@ -143,7 +154,10 @@ int main(int argc, char **argv) {
                 if (failure == 0) failure = errno;
                 break;
             }
-            if (writing) failure = pwrite_all(buf, size_t(n), off);
+            if (writing) {
+                failure = pwrite_all(buf, size_t(n), off);
+                if (failure == 0) start_writeback(writeback_from, off);
+            }
         }
         if (failure && !truncated) {
             truncated = true;
