@@ -16,6 +16,7 @@
 
 #include <libvirt/libvirt.h>
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <thread>
 
 namespace virtsnap::qemu_snapshot {
 
@@ -47,6 +49,31 @@ constexpr auto kGateWait = std::chrono::seconds(30);
 bool migration_over(qemu::Monitor &mon) {
     auto info = mon.query_migrate();
     return !info || info->status == "failed" || info->status == "cancelled" || info->status == "completed";
+}
+
+// Stop-first order: QEMU 7.2 resumes the guest by itself once it has captured
+// the device state and write-protected RAM, but later QEMUs resume only a
+// guest that ran when `migrate` came (QEMU 10 restores the run state it found),
+// which would keep the guest stopped until the whole image is written. So as
+// soon as the image holds more than QEMU's set-up section, the stream carries
+// RAM pages: QEMU's migration thread has captured the guest and let go of the
+// main lock, and a `cont` resumes the guest after the snapshot's instant.
+void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &writer) {
+    constexpr off_t kSetupSection = 256 << 10;  // RAM block list and headers: a few KiB
+    const off_t ram_seen = off_t(writer.stream_offset()) + kSetupSection;
+    const auto deadline = Clock::now() + std::chrono::minutes(1);
+    for (unsigned i = 1;; ++i) {
+        struct stat st;
+        if (::fstat(writer.fd(), &st) == 0 && st.st_size >= ram_seen) break;
+        // Failed or over (a tiny guest): the undo or the caller resumes.
+        if ((i % 50 == 0 && migration_over(mon)) || Clock::now() > deadline) return;
+        std::this_thread::sleep_for(milliseconds(1));
+    }
+    auto status = mon.query_status();
+    if (!status || status->status != "paused") return;  // QEMU resumed it, as 7.2 does
+    VS_DEBUG("QEMU left the guest paused after its capture: resuming it");
+    // Not fatal: the stream goes on, and the job resumes the guest at its end.
+    if (auto st = mon.cont(); !st) VS_WARN("cannot resume the guest during its snapshot: %s", st.error().message().c_str());
 }
 
 // The instant method's migration: qemu/memory_migration.hh's sequence with
@@ -125,10 +152,12 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     qemu::MigrationEventWaker events(mon);
     if (!gated) {
         TRY(relay->open_gate());
-        // ── the guest-visible pause: stop, the transaction, migrate; QEMU resumes ──
+        // ── the guest-visible pause: stop, the transaction, migrate, QEMU's
+        //    set-up and capture; then the guest resumes ──
         TRY(sw.run());
         TRY(mon.migrate("fd:migrate"));
         fd_passed = false;
+        resume_once_ram_streams(mon, writer);
     } else {
         TRY(mon.migrate("fd:migrate"));
         fd_passed = false;

@@ -6,6 +6,8 @@ what the guest-visible pause is, and that the snapshot still holds one instant.
 Asserted (correctness, never timing):
   - every call succeeds, leaves the guest running, and the memory file is a
     complete libvirt save image;
+  - the guest runs while its memory is written: the RESUMED event comes in the
+    first half of the call and heartbeats arrive between it and the return;
   - the frozen disk image of each snapshot holds a consistent counter state
     (tests/guest/read-counter);
   - reverting to a snapshot restores the memory of the moment of the call: the
@@ -225,6 +227,13 @@ def take(dom, serial, name, label):
     sus = [e[0] for e in evs if e[2] == libvirt.VIR_DOMAIN_EVENT_SUSPENDED]
     res = [e[0] for e in evs if e[2] == libvirt.VIR_DOMAIN_EVENT_RESUMED]
     rec["ev"] = (res[-1] - sus[0]) if sus and res and res[-1] >= sus[0] else None
+    # The guest runs on while its memory is written: resumed early in the call,
+    # heartbeats arriving between the resume and the return.
+    first_res = min([e for e in res if sus and e >= sus[0]], default=None)
+    rec["ran_during"] = None
+    if first_res is not None:
+        rec["ran_during"] = (first_res - t0 <= (t1 - t0) / 2,
+                             len([1 for ts, _ in hbs if first_res < ts <= t1]))
     try:  # QEMU's own set-up time (RAM populate walk etc.), part of the pause when stopped first
         st = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED).get("setup_time")
         rec["setup"] = st / 1000.0 if st is not None else None
@@ -268,6 +277,10 @@ def run_size(ram):
         rec["thp"] = thp
         recs.append(rec)
         t.ok(rec["err"] is None, "%s: instant snapshot %d" % (name, i), rec["err"])
+        rd = rec["ran_during"]
+        t.ok(rd is not None and rd[0] and rd[1] >= 3,
+             "%s: snapshot %d: the guest ran while its memory was written" % (name, i),
+             "resumed in the first half of the call, heartbeats between the resume and the return: %r" % (rd,))
         t.note("%s s%d: heartbeat-arrival pause %s ms (longest over the call %s ms), events pause %s ms, "
                "QEMU set-up %s ms, call %s ms, THP before %s MiB" %
                (name, i, ms(rec["hb_pause"]), ms(rec["hb"]), ms(rec["ev"]), ms(rec.get("setup")), ms(rec["call"]),
