@@ -162,6 +162,22 @@ def dd_rate(directory, mib=2048):
     return mib / dt
 
 
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+
+
+def set_emulator(path):
+    global EMULATOR
+    EMULATOR = path
+
+
+def emulator_version():
+    try:
+        out = subprocess.run([EMULATOR, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return out.splitlines()[0].strip()
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown QEMU"
+
+
 def guest_xml(name, kernel, initrd, disk, sock, ram_mib, fill_mib):
     cmdline = "console=ttyS0 quiet vs.heartbeat=%d vs.fill=%d vs.counter=/dev/vda" % (HB_MS, fill_mib)
     return ("<domain type='qemu'>\n"
@@ -178,7 +194,7 @@ def guest_xml(name, kernel, initrd, disk, sock, ram_mib, fill_mib):
             "  <features><acpi/></features>\n"
             "  <on_poweroff>destroy</on_poweroff>\n"
             "  <devices>\n"
-            "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+            "    <emulator>%s</emulator>\n"
             "    <disk type='file' device='disk'>\n"
             "      <driver name='qemu' type='qcow2'/>\n"
             "      <source file='%s'/>\n"
@@ -189,7 +205,7 @@ def guest_xml(name, kernel, initrd, disk, sock, ram_mib, fill_mib):
             "      <target port='0'/>\n"
             "    </serial>\n"
             "  </devices>\n"
-            "</domain>\n") % (name, uuidlib.uuid4(), ram_mib, kernel, initrd, cmdline, disk, sock)
+            "</domain>\n") % (name, uuidlib.uuid4(), ram_mib, kernel, initrd, cmdline, EMULATOR, disk, sock)
 
 
 def current_vda(dom):
@@ -409,7 +425,8 @@ def report(records, skipped, disk_rate, args):
     m = bl.machine_summary()
     lines = ["# bench_snapshot, %s" % time.strftime("%Y-%m-%d %H:%M"), "",
              "Machine: %s, %s cores, %s GiB, kernel %s, %s, load %s" % (
-                 m["cpu"], m["cores"], m["mem_gib"], m["kernel"], m["qemu"], " ".join(m["loadavg"])),
+                 m["cpu"], m["cores"], m["mem_gib"], m["kernel"], emulator_version(), " ".join(m["loadavg"])),
+             "Guests' emulator: %s" % EMULATOR,
              "Command: `/usr/bin/python3 bench/bench_snapshot.py %s`" % " ".join(sys.argv[1:]),
              "Disk sequential write (dd 2 GiB, conv=fdatasync): %s" % (
                  "%.0f MiB/s" % disk_rate if disk_rate else "not measured (--no-dd)"),
@@ -420,6 +437,8 @@ def report(records, skipped, disk_rate, args):
     text = "\n".join(lines) + "\n"
     print(bl.text_table(headers, rows))
     tag = "-".join(str(r) for r in sorted({r.get("ram") for r in records if r.get("ram")}))
+    if EMULATOR != "/usr/bin/qemu-system-x86_64":
+        tag += "-" + re.sub(r"[^0-9]+", "-", emulator_version().split("(")[0]).strip("-")
     path = bl.write_result("snapshot-%s.md" % (tag or "none"), text)
     bl.write_result("snapshot-%s.json" % (tag or "none"), json.dumps({"machine": m, "disk_rate_mibs": disk_rate, "records": records,
                                                  "skipped": skipped}, indent=1, default=str))
@@ -434,7 +453,11 @@ def main():
     ap.add_argument("--modes", default=",".join(ALL_MODES))
     ap.add_argument("--only", choices=("virtsnapd", "libvirtd"), default=None)
     ap.add_argument("--no-dd", action="store_true", help="skip the disk write measurement")
+    ap.add_argument("--emulator", default=EMULATOR,
+                    help="the guests' QEMU (e.g. tests/qemu10/cache/qemu-system-x86_64, which "
+                         "tests/qemu10/fetch-qemu10.sh makes); results are tagged with its version")
     args = ap.parse_args()
+    set_emulator(os.path.abspath(args.emulator))
     rams = [int(x) for x in (args.ram or ("256" if args.quick else "256,1024,4096")).split(",")]
     args.reps = args.reps or (2 if args.quick else 3)
     modes = [m for m in args.modes.split(",") if m]
