@@ -66,7 +66,11 @@ void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &wr
         struct stat st;
         if (::fstat(writer.fd(), &st) == 0 && st.st_size >= ram_seen) break;
         // Failed or over (a tiny guest): the undo or the caller resumes.
-        if ((i % 50 == 0 && migration_over(mon)) || Clock::now() > deadline) return;
+        if (i % 50 == 0 && migration_over(mon)) return;
+        if (Clock::now() > deadline) {
+            VS_WARN("no RAM in the snapshot's stream after a minute: the guest resumes when the image is complete");
+            return;
+        }
         std::this_thread::sleep_for(milliseconds(1));
     }
     auto status = mon.query_status();

@@ -23,7 +23,8 @@
 //     relay told 'g' ─► QEMU captures devices, write-protects RAM, resumes
 //   stop-first (other QEMUs):
 //     relay told 'g'; ── InstantSwitch::run() ──; migrate ─► QEMU's RAM walk,
-//     write-protect, resume (the walk inside the pause)
+//     capture, write-protect (the walk inside the pause) ─► RAM in the image:
+//     `cont` if QEMU left the guest paused (QEMU 10 does; 7.2 resumes it)
 //   running:  RAM relayed into the image, settings restored, relay ended well,
 //             header "Save", fsync, then the
 //             guest RAM's huge pages re-collapsed in the background
