@@ -52,14 +52,15 @@ for l in open(sys.argv[1]):
 
 run_step() {  # label, command...
   local label=$1; shift
-  echo "=== $label"
-  if "$@"; then return 0; fi
-  echo "=== $label FAILED"
+  echo "=== $label ($(date +%T))"
+  if "$@"; then echo "=== $label done ($(date +%T))"; return 0; fi
+  echo "=== $label FAILED ($(date +%T))"
   return 1
 }
 
 # 1. Main build: warnings are errors (werror=true is the project default).
 if run_step "build" bash -c "meson setup build-ci --wipe >/dev/null 2>&1 || meson setup build-ci >/dev/null && ninja -C build-ci"; then
+  echo "=== main tests ($(date +%T))"
   meson test -C build-ci --num-processes 2 --print-errorlogs || true
   count_meson build-ci "main"
 else
@@ -69,6 +70,7 @@ fi
 # 2. Sanitizers on the unit suite.
 if [ "${SKIP_SANITIZERS:-0}" != 1 ]; then
   if run_step "asan+ubsan build" bash -c "meson setup build-asan --wipe -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug >/dev/null 2>&1 || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug >/dev/null; ninja -C build-asan"; then
+    echo "=== asan unit tests ($(date +%T))"
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
       meson test -C build-asan --suite unit --num-processes 2 --print-errorlogs || true
     count_meson build-asan "asan"
@@ -101,6 +103,7 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
   fi
 fi
 
+echo "=== finished ($(date +%T))"
 if [ ${#failures[@]} -gt 0 ]; then
   echo "Failures:"; printf '  %s\n' "${failures[@]}"
 fi
