@@ -292,7 +292,7 @@ void test_external_memory(Tap &tap) {
         fresh_images();
         Run r("ext-memory-fail");
         bool was_paused = false;
-        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &c, const std::string &, bool) -> Status {
+        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &c, const std::string &, bool, MemoryFlush *) -> Status {
             was_paused = !c.running();
             return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU, "memory failure");
         });
@@ -304,7 +304,7 @@ void test_external_memory(Tap &tap) {
     {
         fresh_images();
         Run r("ext-memory-ok");
-        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &, const std::string &path, bool) -> Status {
+        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &, const std::string &path, bool, MemoryFlush *) -> Status {
             return file::write_atomic(path, "RAM");
         });
         tap.ok(res && r.ctl.run && file::exists(g_dir + "/mem.s1"), "ext-memory-ok: image written, resumed",
@@ -312,10 +312,90 @@ void test_external_memory(Tap &tap) {
         r.check(tap, "ext-memory-ok");
     }
     {
+        // The writer leaves the flush: it runs after the switch, with the guest running.
+        fresh_images();
+        Run r("ext-flush-deferred-ok");
+        bool offered = false, flushed = false, running_at_flush = false;
+        auto res = run_machine(r, plan, *dom, false,
+                               [&](DomainControl &, const std::string &path, bool, MemoryFlush *deferred) -> Status {
+                                   TRY(file::write_atomic(path, "RAM"));
+                                   offered = deferred != nullptr;
+                                   if (deferred)
+                                       *deferred = [&]() -> Status {
+                                           flushed = true;
+                                           running_at_flush = r.ctl.run;
+                                           return ok();
+                                       };
+                                   return ok();
+                               });
+        tap.ok(res && offered && flushed && running_at_flush && r.ctl.run && file::exists(g_dir + "/mem.s1") &&
+                   res->graph[0].top_node() == "libvirt-3-format",
+               "ext-flush-deferred-ok: disks switched, guest resumed, then the image flushed",
+               res ? "" : res.error().message());
+        r.check(tap, "ext-flush-deferred-ok");
+    }
+    {
+        // The deferred flush fails: the switch is undone (block-commit back) with the guest running.
+        fresh_images();
+        Run r("ext-flush-deferred-fails");
+        auto res = run_machine(r, plan, *dom, false,
+                               [&](DomainControl &, const std::string &path, bool, MemoryFlush *deferred) -> Status {
+                                   TRY(file::write_atomic(path, "RAM"));
+                                   if (deferred)
+                                       *deferred = []() -> Status {
+                                           return fail(VIR_ERR_SYSTEM_ERROR, VIR_FROM_QEMU,
+                                                       "unable to sync file: Input/output error");
+                                       };
+                                   return ok();
+                               });
+        tap.ok(!res && res.error().detail == "unable to sync file: Input/output error",
+               "ext-flush-deferred-fails: the flush's error");
+        tap.ok(r.ctl.run && no_overlays() && !file::exists(g_dir + "/mem.s1"),
+               "ext-flush-deferred-fails: overlays committed back, guest running, no file left");
+        r.check(tap, "ext-flush-deferred-fails");
+    }
+    {
+        // The resume before the flush fails: the switch is undone, the flush never runs.
+        fresh_images();
+        Run r("ext-flush-deferred-resume-fails");
+        bool flushed = false;
+        auto res = run_machine(r, plan, *dom, false,
+                               [&](DomainControl &, const std::string &path, bool, MemoryFlush *deferred) -> Status {
+                                   TRY(file::write_atomic(path, "RAM"));
+                                   if (deferred)
+                                       *deferred = [&]() -> Status {
+                                           flushed = true;
+                                           return ok();
+                                       };
+                                   return ok();
+                               });
+        tap.ok(!res && res.error().detail.find("injected failure") != std::string::npos && !flushed,
+               "ext-flush-deferred-resume-fails: QEMU's error, no flush", res ? "succeeded" : res.error().message());
+        tap.ok(r.ctl.run && no_overlays() && !file::exists(g_dir + "/mem.s1"),
+               "ext-flush-deferred-resume-fails: overlays committed back, guest resumed by the undo, no file left");
+        r.check(tap, "ext-flush-deferred-resume-fails");
+    }
+    {
+        // HALT: the guest must not run again, so no flush is offered to the writer.
+        fresh_images();
+        auto halt_plan =
+            plan_for(SnapshotLocation::External, VIR_DOMAIN_SNAPSHOT_CREATE_HALT, SnapshotLocation::External);
+        Run r("ext-memory-halt");
+        bool offered = true;
+        auto res = run_machine(r, halt_plan, *dom, false,
+                               [&](DomainControl &, const std::string &path, bool, MemoryFlush *deferred) -> Status {
+                                   offered = deferred != nullptr;
+                                   return file::write_atomic(path, "RAM");
+                               });
+        tap.ok(res && res->halted && !offered && r.ctl.halts == 1,
+               "ext-memory-halt: no deferred flush offered, halted after the commit", res ? "" : res.error().message());
+        r.check(tap, "ext-memory-halt");
+    }
+    {
         fresh_images();
         Run r("ext-pause-fail");
         bool called = false;
-        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &, const std::string &, bool) -> Status {
+        auto res = run_machine(r, plan, *dom, false, [&](DomainControl &, const std::string &, bool, MemoryFlush *) -> Status {
             called = true;
             return ok();
         });
@@ -347,7 +427,7 @@ void test_instant(Tap &tap) {
         fresh_images();
         Run r("instant-ok");
         bool stopped_at_capture = false, live_arg = false;
-        auto res = run_instant(r, plan, *dom, [&](DomainControl &c, const std::string &path, bool live) -> Status {
+        auto res = run_instant(r, plan, *dom, [&](DomainControl &c, const std::string &path, bool live, MemoryFlush *) -> Status {
             stopped_at_capture = !c.running();
             live_arg = live;
             r.ctl.run = true;  // QEMU resumes the guest once write tracking is set up
@@ -360,7 +440,7 @@ void test_instant(Tap &tap) {
     {
         fresh_images();
         Run r("instant-memory-fails");
-        auto res = run_instant(r, plan, *dom, [&](DomainControl &, const std::string &, bool) -> Status {
+        auto res = run_instant(r, plan, *dom, [&](DomainControl &, const std::string &, bool, MemoryFlush *) -> Status {
             return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU, "snapshot job: No space left on device");
         });
         tap.ok(!res && res.error().detail == "snapshot job: No space left on device",
@@ -373,7 +453,7 @@ void test_instant(Tap &tap) {
         fresh_images();
         Run r("instant-transaction-fails");
         bool called = false;
-        auto res = run_instant(r, plan, *dom, [&](DomainControl &, const std::string &, bool) -> Status {
+        auto res = run_instant(r, plan, *dom, [&](DomainControl &, const std::string &, bool, MemoryFlush *) -> Status {
             called = true;
             return ok();
         });

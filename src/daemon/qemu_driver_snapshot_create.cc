@@ -224,13 +224,14 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                 live_def->format_string(conf::kDomainFormatInactive | conf::kDomainFormatSecure |
                                         conf::kDomainFormatMigratable);
             bool was_running = state == VIR_DOMAIN_RUNNING;
-            req.memory_writer = [mem_xml, was_running, tracker, instant, d = dom.get()](DomainControl &ctl2,
-                                                                                const std::string &path,
-                                                                                bool) -> Status {
+            req.memory_writer = [mem_xml, was_running, tracker, instant, d = dom.get()](
+                                    DomainControl &ctl2, const std::string &path, bool,
+                                    qemu_snapshot::MemoryFlush *deferred_flush) -> Status {
                 qemu_snapshot::MemoryImageOptions o;
                 o.domain_xml = mem_xml;
                 o.was_running = was_running;
                 o.tracker = tracker.get();
+                o.deferred_flush = deferred_flush;
                 if (instant) o.capabilities = {"background-snapshot"};
                 o.abort_requested = [d] { return d->job.abort_requested(); };
                 return qemu_snapshot::write_memory_image(ctl2.monitor(), path, o);

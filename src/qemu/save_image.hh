@@ -98,6 +98,11 @@ public:
     // Marks the image complete (see the life cycle above). On failure the
     // image is aborted as by abort().
     [[nodiscard]] Status finalize();
+    // Whether finalize() may run after the caller moved on (the guest resumed):
+    // the image is a regular file written in place, so a daemon killed before
+    // finalize() leaves nothing but that file, which recovery finds by its name.
+    // (A temporary file renamed over an old image would be found by nobody.)
+    bool finalize_deferrable() const { return regular_ && write_path_ == path_ && !done_; }
     // Drops the image; idempotent.
     void abort();
 

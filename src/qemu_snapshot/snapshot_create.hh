@@ -36,6 +36,7 @@
 //         ─► [memory, running, not LIVE] stop        [undo: cont]
 //         ─► [memory] save image: header, XML, RAM   [undo: unlink image]
 //              (LIVE: QEMU pauses the guest at convergence; [undo: cont])
+//              flushed here, or left unflushed (deferred flush, below)
 //         ─► per disk: create overlay file           [undo: unlink if we created it]
 //                      blockdev-add storage node     [undo: blockdev-del]
 //                      blockdev-add format node      [undo: blockdev-del]
@@ -43,6 +44,12 @@
 //         ══ commit ══ ONE QMP transaction of blockdev-snapshot actions
 //         ─► [QUIESCE] thaw (its failure is reported only if nothing else failed)
 //         ─► HALT: stop QEMU | was running: cont | stay paused
+//   With a deferred flush (running guest, no HALT), the commit moves:
+//         ─► transaction                             [undo: active block-commit of
+//                                                     each overlay into its old top]
+//         ─► cont: the pause ends here
+//         ─► flush the image ──fail──► undo ──► error (guest running, no file left)
+//         ══ commit ══ image complete and flushed
 //
 // External with memory, instant method (INSTANT, or LIVE when configured), running:
 //
@@ -115,10 +122,20 @@ private:
     JobJournal *journal_;
 };
 
+// The flush of a memory image (fsync, the complete magic, fsync), left by its
+// writer for later.
+using MemoryFlush = std::function<Status()>;
+
 // Writes the memory image of an external snapshot (libvirt's save-image
 // layout). `live`: the guest runs while RAM is copied. Called with the guest
-// paused unless live. It must leave no file behind when it fails.
-using MemoryWriter = std::function<Status(DomainControl &ctl, const std::string &path, bool live)>;
+// paused unless live. It must leave no file behind when it fails. With
+// `deferred_flush` non-null (a running guest, no HALT), the writer may return
+// once QEMU's stream is complete and store the image's flush there: the
+// machine switches the disks with their undo armed (block-commit back),
+// resumes the guest and runs the flush before its commit point, so the flush
+// is not inside the pause; a flush that fails rolls the snapshot back.
+using MemoryWriter =
+    std::function<Status(DomainControl &ctl, const std::string &path, bool live, MemoryFlush *deferred_flush)>;
 
 struct ActiveRequest {
     DomainControl *ctl = nullptr;

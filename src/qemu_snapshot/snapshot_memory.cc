@@ -303,6 +303,13 @@ Status write_memory_image(qemu::Monitor &mon, const std::string &path, const Mem
         writer.abort();
         return fail(std::move(migrated).error());
     }
+    if (opts.deferred_flush && writer.finalize_deferrable()) {
+        // Unflushed until the caller runs it; dropped unrun, the writer's
+        // destructor removes the image.
+        auto held = std::make_shared<qemu::SaveImageWriter>(std::move(writer));
+        *opts.deferred_flush = [held] { return held->finalize(); };
+        return ok();
+    }
     return writer.finalize();
 }
 

@@ -46,6 +46,11 @@ struct MemoryImageOptions {
     std::function<bool()> abort_requested;
     qemu::MigrationTracker *tracker = nullptr;
     std::vector<std::string> capabilities;  // e.g. background-snapshot
+    // Non-null: the image's flush (SaveImageWriter::finalize: fsync, the complete
+    // magic, fsync) may be left for later. When the image allows it
+    // (finalize_deferrable), write_memory_image stores it here and returns once
+    // QEMU's stream is complete; the caller runs it after the guest resumed.
+    std::function<Status()> *deferred_flush = nullptr;
 };
 
 // The <cookie> libvirt writes for a snapshot of a guest without a host-model CPU.
