@@ -17,7 +17,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("VIRTSNAP_BENCH_BUILD", os.path.join(SOURCE_ROOT, "build-bench"))
-RESULTS = os.path.join(HERE, "results")
+# VIRTSNAP_BENCH_RESULTS: where result files go (ab_builds.sh keeps its runs out of bench/results).
+RESULTS = os.environ.get("VIRTSNAP_BENCH_RESULTS", os.path.join(HERE, "results"))
 
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "e2e"))
 import vstest  # noqa: E402  (shared daemon/QEMU helpers of the e2e harness)
