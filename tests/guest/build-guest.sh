@@ -18,6 +18,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-$here/cache}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
+# e2e tests run two at a time and each calls this: one builds, the other waits and
+# finds the result cached.
+exec 9>"$cache/.lock"
+flock 9
 
 log() { echo "build-guest: $*" >&2; }
 

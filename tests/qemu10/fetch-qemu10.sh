@@ -7,6 +7,10 @@ set -euo pipefail
 cache=${1:-$(dirname "$0")/cache}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
+# e2e tests run two at a time and each calls this: one builds, the other waits and
+# finds the result cached.
+exec 9>"$cache/.lock"
+flock 9
 wrapper="$cache/qemu-system-x86_64"
 if [ -x "$wrapper" ] && "$wrapper" --version >/dev/null 2>&1; then echo "$wrapper"; exit 0; fi
 
