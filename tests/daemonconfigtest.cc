@@ -15,8 +15,9 @@ int main() {
     auto d = DaemonConfig::parse("", "empty.conf");
     t.ok(d && d->unix_sock_rw_perms == 0600 && d->unix_sock_ro_perms == 0600 && d->max_workers == 8 &&
              d->prio_workers == 5 && d->keepalive_interval == 5 && d->keepalive_count == 5 &&
-             d->snapshot_live_method == "instant",
-         "empty file gives the safe defaults (libvirtd's prio_workers and keepalive)");
+             d->snapshot_live_method == "instant" && d->snapshot_image_format == "raw" &&
+             d->save_image_format == "raw" && d->memory_image_channels == 2,
+         "empty file gives the safe defaults (libvirtd's prio_workers and keepalive, raw images)");
 
     auto c = DaemonConfig::parse("# comment\n"
                                  "unix_sock_rw_perms = \"0770\"\n"
@@ -29,7 +30,10 @@ int main() {
                                  "prio_workers = 2\n"
                                  "keepalive_interval = -1\n"
                                  "keepalive_count = 0\n"
-                                 "snapshot_live_method = \"precopy\"\n",
+                                 "snapshot_live_method = \"precopy\"\n"
+                                 "snapshot_image_format = \"sparse\"\n"
+                                 "save_image_format = \"sparse\"\n"
+                                 "memory_image_channels = 4\n",
                                  "full.conf");
     t.ok(c.has_value(), "every key parses", c ? "" : c.error().message());
     if (c) {
@@ -44,6 +48,9 @@ int main() {
         t.eq(c->keepalive_interval, -1, "keepalive disabled");
         t.eq(c->keepalive_count, 0u, "keepalive count 0 (drop after one silent interval)");
         t.eq(c->snapshot_live_method, std::string("precopy"), "live method");
+        t.eq(c->snapshot_image_format, std::string("sparse"), "snapshot image format");
+        t.eq(c->save_image_format, std::string("sparse"), "save image format");
+        t.eq(c->memory_image_channels, 4u, "memory image channels");
     }
     struct Bad {
         const char *text, *why;
@@ -57,6 +64,9 @@ int main() {
         {"snapshot_live_method = \"fast\"\n", "unknown live method"},
         {"image_dir = \"/var/lib/images\"\n", "image_dir (libvirt has no such setting)"},
         {"keepalive_interval = -2\n", "keepalive interval below -1"},
+        {"snapshot_image_format = \"gzip\"\n", "a compressed snapshot image format (libvirt's, not written here)"},
+        {"save_image_format = \"mapped\"\n", "an unknown save image format"},
+        {"memory_image_channels = 65\n", "more than 64 channels"},
     };
     for (const auto &b : bad) {
         auto r = DaemonConfig::parse(b.text, "bad.conf");

@@ -75,6 +75,9 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
         {"keepalive_interval", num(c.keepalive_interval, -1, 3600)},
         {"keepalive_count", num(c.keepalive_count, 0, 1000)},
         {"snapshot_live_method", str(c.snapshot_live_method)},
+        {"snapshot_image_format", str(c.snapshot_image_format)},
+        {"save_image_format", str(c.save_image_format)},
+        {"memory_image_channels", num(c.memory_image_channels, 0, 64)},
         {"qemu_binary", str(c.qemu_binary)},
         {"qemu_img_binary", str(c.qemu_img_binary)},
     };
@@ -121,6 +124,12 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
     if (c.snapshot_live_method != "instant" && c.snapshot_live_method != "precopy")
         return fail(make_error(VIR_ERR_CONF_SYNTAX, VIR_FROM_CONF,
                                std::string(what) + ": snapshot_live_method must be \"instant\" or \"precopy\""));
+    for (const auto &[key, value] : {std::pair{"snapshot_image_format", &c.snapshot_image_format},
+                                     std::pair{"save_image_format", &c.save_image_format}})
+        if (*value != "raw" && *value != "sparse")
+            return fail(make_error(VIR_ERR_CONF_SYNTAX, VIR_FROM_CONF,
+                                   std::string(what) + ": " + key + " '" + *value +
+                                       "' is not supported: virtsnapd writes \"raw\" or \"sparse\" images"));
     return c;
 }
 

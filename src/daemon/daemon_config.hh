@@ -27,6 +27,16 @@ struct DaemonConfig {
     unsigned keepalive_count = 5;         // pings before dropping; 0: drop after one silent interval
     // "instant" (background-snapshot when the host can) or "precopy" (libvirt's method)
     std::string snapshot_live_method = "instant";
+    // The memory image's layout (libvirt's qemu.conf settings of these names):
+    // "raw" (QEMU's plain stream, what libvirt 9.0 reads) or "sparse" (the
+    // mapped-ram layout libvirt 11 calls "sparse"; needs QEMU 9.0 or later).
+    // snapshot_image_format applies to memory snapshots taken without the
+    // instant method, save_image_format to save and managed save.
+    std::string snapshot_image_format = "raw";
+    std::string save_image_format = "raw";
+    // multifd channels writing and reading a sparse image (libvirt's
+    // "parallel.channels"); 0 leaves it to QEMU's migration thread alone.
+    unsigned memory_image_channels = 2;
     std::string qemu_binary = "/usr/bin/qemu-system-x86_64";
     std::string qemu_img_binary = "/usr/bin/qemu-img";
 

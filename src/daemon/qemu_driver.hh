@@ -161,6 +161,15 @@ private:
     [[nodiscard]] Status start_from_snapshot(const std::shared_ptr<qemu::DomainObj> &dom, const conf::DomainDef &def,
                                              bool paused, const std::string &memory_file);
 
+    // The mapped-ram layout when save_image_format / snapshot_image_format
+    // say "sparse"; nothing for the plain stream.
+    std::optional<qemu::MappedRam> save_layout() const { return image_layout(config_.save_image_format); }
+    std::optional<qemu::MappedRam> snapshot_layout() const { return image_layout(config_.snapshot_image_format); }
+    std::optional<qemu::MappedRam> image_layout(const std::string &format) const {
+        if (format != "sparse") return std::nullopt;
+        return qemu::MappedRam{config_.memory_image_channels};
+    }
+
     StateLayout layout_;
     DaemonConfig config_;
     DomainConfigStore configs_;

@@ -93,8 +93,10 @@ void drop_page_cache(const std::string &path) {
 
 // The body shared by virDomainSaveFlags and virDomainManagedSave; the caller
 // holds the job. Returns once the domain is shut off with its image complete.
+// `layout`: a sparse image (save_image_format = "sparse").
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
-                                 const std::optional<std::string> &dxml, uint32_t flags);
+                                 const std::optional<std::string> &dxml, uint32_t flags,
+                                 const std::optional<qemu::MappedRam> &layout);
 
 Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, const std::string &to,
                                const std::optional<std::string> &dxml, uint32_t flags) {
@@ -106,7 +108,7 @@ Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, c
         if (!dom->active()) return fail(not_running());
     }
     auto job = TRY(dom->job.begin("remoteDispatchDomainSaveFlags", qemu::JobOperation::Save));
-    TRY(save_domain_locked(dom, to, dxml, flags));
+    TRY(save_domain_locked(dom, to, dxml, flags, save_layout()));
     release_stopped_process(dom);
     return ok();
 }
@@ -126,7 +128,7 @@ Status QemuDriver::domain_managed_save(const rpc::Client &, const rpc::DomainRef
     auto job = TRY(dom->job.begin("remoteDispatchDomainManagedSave", qemu::JobOperation::Save));
     auto path = TRY(layout_.managed_save_file(name));
     TRY(file::make_dirs(layout_.save_dir(), 0755, VIR_FROM_QEMU));
-    TRY(save_domain_locked(dom, path, std::nullopt, flags));
+    TRY(save_domain_locked(dom, path, std::nullopt, flags, save_layout()));
     {
         std::lock_guard lock(dom->mu);
         dom->has_managed_save = true;
@@ -153,7 +155,8 @@ Status QemuDriver::domain_managed_save_remove(const rpc::Client &, const rpc::Do
 }
 
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
-                                 const std::optional<std::string> &dxml, uint32_t flags) {
+                                 const std::optional<std::string> &dxml, uint32_t flags,
+                                 const std::optional<qemu::MappedRam> &layout) {
     qemu::DomainProcess *p;
     std::shared_ptr<const conf::DomainDef> live;
     {
@@ -169,6 +172,8 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
 
     std::string xml = live->format_string(kImageXmlFlags);
     if (dxml) xml = TRY(check_replacement_xml(*dxml, *live));
+    // A QEMU that cannot write the configured layout fails here, untouched.
+    if (layout) TRY(qemu::check_mapped_ram(p->monitor(), *layout));
 
     // libvirt pauses the guest first, so the image is one consistent moment.
     bool paused_by_us = false;
@@ -199,6 +204,7 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
     wo.xml = xml;
     wo.cookie = std::string(qemu::kEmptySaveCookie);
     wo.was_running = resume_after_restore;
+    wo.format = layout ? qemu::SaveImageHeader::kSparse : qemu::SaveImageHeader::kRaw;
     auto writer = qemu::SaveImageWriter::create(path, wo);
     if (!writer) return fail_and_resume(std::move(writer).error());
 
@@ -207,6 +213,7 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
     mo.job_name = "domain save job";
     mo.tracker = tracker.get();
     mo.abort_requested = [dom] { return dom->job.abort_requested(); };
+    mo.mapped_ram = layout;
     auto migrated = qemu::migrate_memory_to_fd(p->monitor(), writer->fd(), mo);
     if (!migrated) return fail_and_resume(std::move(migrated).error());
     if (auto st = writer->finalize(); !st) return fail_and_resume(std::move(st).error());
@@ -228,10 +235,12 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
 
 // Starts `dom` from an opened image with `live` (the image's definition) as
 // its live definition. The caller holds the job.
+// `channels`: multifd channels reading a sparse image.
 static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry &domains,
                                  qemu::DomainProcess::EventHandler handler,
                                  const std::shared_ptr<qemu::DomainObj> &dom, qemu::SaveImage &image,
-                                 std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request);
+                                 std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request,
+                                 unsigned channels);
 
 Status QemuDriver::domain_restore(const rpc::Client &, const std::string &from, const std::optional<std::string> &dxml,
                                   uint32_t flags) {
@@ -280,7 +289,8 @@ Status QemuDriver::domain_restore(const rpc::Client &, const std::string &from, 
             return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU, "domain '" + def->name + "' is already active");
         }
     }
-    Status st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, flags & VIR_DOMAIN_SAVE_PAUSED);
+    Status st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, flags & VIR_DOMAIN_SAVE_PAUSED,
+                                   config_.memory_image_channels);
     if (!st && created) domains_.remove(dom->uuid);
     return st;
 }
@@ -288,7 +298,8 @@ Status QemuDriver::domain_restore(const rpc::Client &, const std::string &from, 
 static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry &domains,
                                  qemu::DomainProcess::EventHandler handler,
                                  const std::shared_ptr<qemu::DomainObj> &dom, qemu::SaveImage &image,
-                                 std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request) {
+                                 std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request,
+                                 unsigned channels) {
     auto paths = TRY(qemu::ProcessPaths::for_domain(layout, live->name));
     int id = domains.allocate_id();
     live->id = id;
@@ -297,6 +308,7 @@ static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry
     opts.paused = stay_paused || paused_by_request;
     opts.host = save_host_probe();
     opts.incoming_fd = image.fd.get();
+    opts.incoming_mapped_ram = qemu::incoming_layout(image.header, channels);
     opts.running_reason = VIR_DOMAIN_RUNNING_RESTORED;
     // libvirt leaves an incoming guest paused with reason "migration".
     opts.paused_reason = VIR_DOMAIN_PAUSED_MIGRATION;
@@ -371,7 +383,9 @@ Result<bool> QemuDriver::start_from_managed_save(const std::shared_ptr<qemu::Dom
                     "cannot restore domain '" + persistent->name + "' uuid " + persistent->uuid.str() +
                         " from a file which belongs to domain '" + def->name + "' uuid " + def->uuid.str());
     bool start_paused = flags & VIR_DOMAIN_START_PAUSED;
-    if (auto st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, start_paused); !st) {
+    if (auto st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, start_paused,
+                                         config_.memory_image_channels);
+        !st) {
         VS_WARN("Unable to restore from managed state %s. Maybe the file is corrupted?", path.c_str());
         return fail(std::move(st).error());
     }

@@ -155,6 +155,14 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
         if (!host) VS_INFO("using pre-copy for a live snapshot: %s", host.error().message().c_str());
         instant = host.has_value();
     }
+    // snapshot_image_format = "sparse": the memory of a snapshot taken without
+    // the instant method (whose stream goes through a pipe) in the mapped-ram
+    // layout; a QEMU without it is refused here, untouched.
+    std::optional<qemu::MappedRam> memory_layout;
+    if (active && plan.memory == conf::SnapshotLocation::External && !instant) {
+        memory_layout = snapshot_layout();
+        if (memory_layout) TRY(qemu::check_mapped_ram(process->monitor(), *memory_layout));
+    }
 
     // ---- the journal: intent before every side effect ----
     JournalHeader header;
@@ -224,7 +232,7 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                 live_def->format_string(conf::kDomainFormatInactive | conf::kDomainFormatSecure |
                                         conf::kDomainFormatMigratable);
             bool was_running = state == VIR_DOMAIN_RUNNING;
-            req.memory_writer = [mem_xml, was_running, tracker, instant, d = dom.get()](
+            req.memory_writer = [mem_xml, was_running, tracker, instant, memory_layout, d = dom.get()](
                                     DomainControl &ctl2, const std::string &path, bool,
                                     qemu_snapshot::MemoryFlush *deferred_flush) -> Status {
                 qemu_snapshot::MemoryImageOptions o;
@@ -233,6 +241,7 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                 o.tracker = tracker.get();
                 o.deferred_flush = deferred_flush;
                 if (instant) o.capabilities = {"background-snapshot"};
+                o.mapped_ram = memory_layout;
                 o.abort_requested = [d] { return d->job.abort_requested(); };
                 return qemu_snapshot::write_memory_image(ctl2.monitor(), path, o);
             };

@@ -303,6 +303,7 @@ Status QemuDriver::start_from_snapshot(const std::shared_ptr<qemu::DomainObj> &d
     opts.paused = paused || image;
     opts.host = qemu::probe_host();
     opts.incoming_fd = image ? image->fd.get() : -1;
+    if (image) opts.incoming_mapped_ram = qemu::incoming_layout(image->header, config_.memory_image_channels);
     opts.running_reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;
     opts.paused_reason = VIR_DOMAIN_PAUSED_FROM_SNAPSHOT;
     opts.started_detail = VIR_DOMAIN_EVENT_STARTED_FROM_SNAPSHOT;

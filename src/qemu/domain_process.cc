@@ -440,7 +440,35 @@ Status DomainProcess::agent_shutdown(const char *mode) {
 
 Status DomainProcess::run_incoming(const StartOptions &options) {
     std::string uri = options.incoming_uri;
-    if (options.incoming_fd >= 0) {
+    std::optional<int64_t> fdset;
+    bool mapped_caps_set = false;
+    // The sparse layout's settings do not outlive the restore: a later plain
+    // stream (save, snapshot) cannot go with them.
+    ScopeExit undo_mapped([&] {
+        if (fdset) (void)monitor_->remove_fd(*fdset);
+        if (mapped_caps_set) {
+            std::vector<MigrationCapability> off{{"mapped-ram", false}};
+            if (options.incoming_mapped_ram->channels > 0) off.push_back({"multifd", false});
+            if (auto st = monitor_->migrate_set_capabilities(off); !st)
+                VS_WARN("cannot switch mapped-ram off after the restore: %s", st.error().message().c_str());
+        }
+    });
+    if (options.incoming_fd >= 0 && options.incoming_mapped_ram) {
+        const MappedRam &layout = *options.incoming_mapped_ram;
+        TRY(check_mapped_ram(*monitor_, layout));
+        std::vector<MigrationCapability> on{{"mapped-ram", true}};
+        if (layout.channels > 0) on.push_back({"multifd", true});
+        TRY(monitor_->migrate_set_capabilities(on));
+        mapped_caps_set = true;
+        if (layout.channels > 0)
+            TRY(monitor_->migrate_set_parameters(QDict{{"multifd-channels", QValue(int64_t(layout.channels))}}));
+        off_t offset = ::lseek(options.incoming_fd, 0, SEEK_CUR);
+        UniqueFd reader = reopen_for_fdset(options.incoming_fd, O_RDONLY);
+        if (offset < 0 || !reader.valid())
+            return fail(make_system_error(kDomain, errno, "cannot reopen the memory image for QEMU"));
+        fdset = TRY(monitor_->add_fd(reader.get(), std::nullopt, std::string("memory image"))).fdset_id;
+        uri = fdset_file_uri(*fdset, uint64_t(offset));
+    } else if (options.incoming_fd >= 0) {
         TRY(monitor_->getfd(options.incoming_fd, "incoming"));
         uri = "fd:incoming";
     }

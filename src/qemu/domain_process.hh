@@ -33,6 +33,7 @@
 #include "qemu/block_graph.hh"
 #include "qemu/command_line.hh"
 #include "qemu/domain_status.hh"
+#include "qemu/memory_migration.hh"
 #include "qemu/monitor.hh"
 #include "qemu/process_paths.hh"
 #include "util/process.hh"
@@ -83,6 +84,10 @@ public:
         // for `incoming_fd` (passed with getfd; the caller keeps ownership).
         std::string incoming_uri;
         int incoming_fd = -1;
+        // Set: `incoming_fd` holds a sparse image (mapped-ram layout); QEMU
+        // reads it through an fdset with these channels, and mapped-ram and
+        // multifd are switched off again once it is in.
+        std::optional<MappedRam> incoming_mapped_ram;
         std::chrono::milliseconds incoming_timeout = std::chrono::minutes(30);
         HostProbe host;                       // accelerator check result, firmware probe
         NodeIndexAllocator alloc;             // node indexes already used (status XML)

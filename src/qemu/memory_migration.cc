@@ -11,9 +11,12 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <set>
 
@@ -127,20 +130,57 @@ JobStats MigrationTracker::make_stats(int type) const {
 
 // ---- outgoing migration ----
 
+namespace {
+
+std::string unsupported_mapped_ram(const std::string &missing) {
+    return "the sparse memory image format needs QEMU's '" + missing +
+           "' migration capability, which this QEMU lacks";
+}
+
+}  // namespace
+
+std::optional<MappedRam> incoming_layout(const SaveImageHeader &header, unsigned channels) {
+    if (header.version != 2 || header.compressed != SaveImageHeader::kSparse) return std::nullopt;
+    return MappedRam{channels};
+}
+
+UniqueFd reopen_for_fdset(int fd, int flags) {
+    std::string self = "/proc/self/fd/" + std::to_string(fd);
+    return UniqueFd(::open(self.c_str(), flags | O_CLOEXEC));
+}
+
+std::string fdset_file_uri(int64_t fdset, uint64_t offset) {
+    char uri[96];
+    std::snprintf(uri, sizeof uri, "file:/dev/fdset/%lld,offset=%#llx", (long long)fdset, (unsigned long long)offset);
+    return uri;
+}
+
+Status check_mapped_ram(Monitor &monitor, const MappedRam &layout) {
+    auto caps = TRY(monitor.query_migrate_capabilities());
+    auto has = [&](const char *name) {
+        return std::any_of(caps.begin(), caps.end(), [&](const auto &c) { return c.capability == name; });
+    };
+    if (!has("mapped-ram")) return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("mapped-ram"));
+    if (layout.channels > 0 && !has("multifd"))
+        return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("multifd"));
+    return ok();
+}
+
 Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const MemoryMigrationOptions &options) {
     const auto started = Clock::now();
+    const std::optional<MappedRam> &mapped = options.mapped_ram;
 
     // What QEMU can do, and what to put back afterwards.
     auto current_caps = TRY(monitor.query_migrate_capabilities());
     std::set<std::string> supported;
     std::vector<MigrationCapability> restore_caps, set_caps;
     for (const auto &c : current_caps) supported.insert(c.capability);
-    auto want = [&](const std::string &name) {
+    auto want = [&](const std::string &name, bool state) {
         for (const auto &c : current_caps) {
             if (c.capability != name) continue;
-            if (!c.state) {
-                set_caps.push_back({name, true});
-                restore_caps.push_back({name, false});
+            if (c.state != state) {
+                set_caps.push_back({name, state});
+                restore_caps.push_back({name, c.state});
             }
             return;
         }
@@ -149,22 +189,61 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         if (!supported.count(name))
             return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain,
                         "QEMU does not support migration capability '" + name + "'");
-        want(name);
+        want(name, true);
     }
+    if (mapped) {
+        if (!supported.count("mapped-ram"))
+            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("mapped-ram"));
+        if (mapped->channels > 0 && !supported.count("multifd"))
+            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("multifd"));
+    }
+    // The plain stream cannot go with mapped-ram or multifd (a sparse restore
+    // leaves them as it found them, but another client of QEMU may not).
+    want("mapped-ram", mapped.has_value());
+    want("multifd", mapped && mapped->channels > 0);
     // MIGRATION events are only sent with the 'events' capability.
-    if (supported.count("events")) want("events");
+    want("events", true);
 
-    std::optional<int64_t> old_bandwidth;
-    if (options.unlimited_bandwidth) {
-        old_bandwidth = TRY(monitor.query_migrate_parameters()).max_bandwidth;
+    // Parameters: put back exactly what was changed.
+    QDict set_params, restore_params;
+    if (options.unlimited_bandwidth || mapped) {
+        MigrationParameters old = TRY(monitor.query_migrate_parameters());
+        if (options.unlimited_bandwidth) {
+            set_params.emplace_back("max-bandwidth", QValue(kMigrationUnlimitedBandwidth));
+            if (old.max_bandwidth) restore_params.emplace_back("max-bandwidth", QValue(*old.max_bandwidth));
+        }
+        if (mapped && mapped->channels > 0) {
+            set_params.emplace_back("multifd-channels", QValue(int64_t(mapped->channels)));
+            if (old.multifd_channels) restore_params.emplace_back("multifd-channels", QValue(*old.multifd_channels));
+        }
+    }
+
+    // A sparse image: the file joins an fdset, write-only, and with O_DIRECT
+    // when the file system takes it (then QEMU's multifd channels bypass the
+    // page cache).
+    UniqueFd fdset_plain, fdset_direct;
+    if (mapped) {
+        fdset_plain = reopen_for_fdset(fd, O_WRONLY);
+        if (!fdset_plain.valid())
+            return fail(make_system_error(kDomain, errno, "cannot reopen the memory image for QEMU"));
+        if (mapped->channels > 0) fdset_direct = reopen_for_fdset(fd, O_WRONLY | O_DIRECT);
+        if (fdset_direct.valid()) {
+            set_params.emplace_back("direct-io", QValue(true));
+            restore_params.emplace_back("direct-io", QValue(false));
+        }
     }
 
     // Undo in reverse order of the changes, keeping the first error.
-    bool caps_set = false, bandwidth_set = false;
+    bool caps_set = false, params_set = false;
+    std::optional<int64_t> fdset;
     auto restore = [&] {
-        if (bandwidth_set && old_bandwidth) {
-            Status st = monitor.migrate_set_parameters(QDict{{"max-bandwidth", QValue(*old_bandwidth)}});
-            if (!st) VS_WARN("cannot restore migration bandwidth: %s", st.error().message().c_str());
+        if (fdset) {
+            Status st = monitor.remove_fd(*fdset);
+            if (!st) VS_WARN("cannot remove the memory image's fdset: %s", st.error().message().c_str());
+        }
+        if (params_set && !restore_params.empty()) {
+            Status st = monitor.migrate_set_parameters(restore_params);
+            if (!st) VS_WARN("cannot restore migration parameters: %s", st.error().message().c_str());
         }
         if (caps_set && !restore_caps.empty()) {
             Status st = monitor.migrate_set_capabilities(restore_caps);
@@ -177,16 +256,28 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         TRY(monitor.migrate_set_capabilities(set_caps));
         caps_set = true;
     }
-    if (options.unlimited_bandwidth) {
-        TRY(monitor.migrate_set_parameters(QDict{{"max-bandwidth", QValue(kMigrationUnlimitedBandwidth)}}));
-        bandwidth_set = true;
+    if (!set_params.empty()) {
+        TRY(monitor.migrate_set_parameters(set_params));
+        params_set = true;
     }
 
     struct stat st_fd;
-    bool writeback = ::fstat(fd, &st_fd) == 0 && S_ISREG(st_fd.st_mode);
+    bool writeback = ::fstat(fd, &st_fd) == 0 && S_ISREG(st_fd.st_mode) && !fdset_direct.valid();
     MigrationEventWaker waker(monitor);
-    TRY(monitor.migrate_to_fd(fd));
-    VS_DEBUG("migration to fd %d started", fd);
+    if (mapped) {
+        off_t offset = ::lseek(fd, 0, SEEK_CUR);
+        if (offset < 0) return fail(make_system_error(kDomain, errno, "cannot find the memory image's stream offset"));
+        AddFdInfo added = TRY(monitor.add_fd(fdset_plain.get(), std::nullopt, std::string("memory image")));
+        fdset = added.fdset_id;
+        if (fdset_direct.valid()) TRY(monitor.add_fd(fdset_direct.get(), fdset, std::string("memory image, direct")));
+        std::string uri = fdset_file_uri(*fdset, uint64_t(offset));
+        TRY(monitor.migrate(uri));
+        VS_DEBUG("migration to %s started (mapped-ram, %u channels%s)", uri.c_str(), mapped->channels,
+                 fdset_direct.valid() ? ", direct-io" : "");
+    } else {
+        TRY(monitor.migrate_to_fd(fd));
+        VS_DEBUG("migration to fd %d started", fd);
+    }
 
     bool cancel_sent = false;
     bool timed_out = false;

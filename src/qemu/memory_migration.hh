@@ -10,6 +10,10 @@
 //   migrate-set-capabilities   events + the caller's capabilities
 //   migrate-set-parameters     max-bandwidth unlimited
 //   getfd "migrate" + migrate "fd:migrate"
+//     or, for a sparse image (MappedRam): mapped-ram (+ multifd) on,
+//     multifd-channels and direct-io set, add-fd of the file reopened
+//     write-only (and once more with O_DIRECT), migrate
+//     "file:/dev/fdset/N,offset=<the fd's offset>"; remove-fd at the end
 //   wait: MIGRATION events wake the waiter, query-migrate gives the figures;
 //         a regular file's writeback is started at each wake-up
 //         (sync_file_range), so the caller's closing flush has only the tail;
@@ -32,6 +36,8 @@
 
 #include "qemu/domain_job.hh"
 #include "qemu/monitor.hh"
+#include "qemu/save_image.hh"
+#include "util/raii.hh"
 #include "util/result.hh"
 
 #include <chrono>
@@ -80,12 +86,44 @@ private:
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
+// The mapped-ram layout of a sparse image (save_image.hh, format 6: libvirt
+// 11's "sparse" save image format). QEMU writes each guest page at a fixed
+// offset of the file, from `channels` multifd threads at once, with direct-io
+// where the file system takes O_DIRECT (QEMU 9.0 and later). Measured on QEMU
+// 10.0 (docs/performance.md, "mapped-ram and multifd"): mapped-ram alone is
+// slower than the plain stream; with 2 channels and direct-io it writes at the
+// disk's rate, no flush left, without the page cache's dirty-page throttling.
+struct MappedRam {
+    unsigned channels = 2;   // 0: QEMU's migration thread writes alone
+};
+
+// Whether this QEMU can write (and read) a sparse image: the mapped-ram
+// capability, and multifd when `layout` asks for channels. Errors are
+// VIR_ERR_OPERATION_UNSUPPORTED naming what is missing.
+[[nodiscard]] Status check_mapped_ram(Monitor &monitor, const MappedRam &layout);
+
+// How QEMU reads the stream of the image `header` describes: the mapped-ram
+// layout through `channels` for a sparse image, nothing for the plain stream.
+std::optional<MappedRam> incoming_layout(const SaveImageHeader &header, unsigned channels);
+
+// The file behind `fd` opened once more through /proc with `flags` (same
+// file, new open flags), for QEMU's fdsets: QEMU takes from an fdset the fd
+// whose access mode matches how it opens the path, and direct-io needs an
+// fd with O_DIRECT of its own (a dup would share the flags).
+UniqueFd reopen_for_fdset(int fd, int flags);
+// "file:/dev/fdset/<fdset>,offset=<hex>": QEMU's file transport on an fdset.
+std::string fdset_file_uri(int64_t fdset, uint64_t offset);
+
 struct MemoryMigrationOptions {
     // Names the job in errors, as libvirt's qemuMigrationJobName.
     std::string job_name = "domain save job";
     // Capabilities to switch on for this migration (e.g. "background-snapshot"),
     // switched back afterwards.
     std::vector<std::string> capabilities;
+    // Set: the stream in the mapped-ram layout (the fd must be a regular file).
+    // Unset: the plain stream, with mapped-ram and multifd switched off if a
+    // restore left them on.
+    std::optional<MappedRam> mapped_ram;
     // migrate-set-parameters max-bandwidth to the largest value libvirt uses
     // (QEMU's default is 32 MiB/s), restored afterwards.
     bool unlimited_bandwidth = true;

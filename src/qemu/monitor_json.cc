@@ -420,6 +420,7 @@ Result<MigrationParameters> parse_migration_parameters(const QValue &ret) {
     p.max_bandwidth = opt_int(ret, "max-bandwidth");
     p.downtime_limit = opt_int(ret, "downtime-limit");
     p.multifd_channels = opt_int(ret, "multifd-channels");
+    if (const QValue *v = ret.get("direct-io")) p.direct_io = v->boolean();
     return p;
 }
 

@@ -114,6 +114,7 @@ struct MigrationParameters {
     std::optional<int64_t> max_bandwidth;     // bytes/s
     std::optional<int64_t> downtime_limit;    // ms
     std::optional<int64_t> multifd_channels;
+    std::optional<bool> direct_io;            // QEMU 9.0 and later
 };
 
 // add-fd

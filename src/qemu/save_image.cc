@@ -87,6 +87,8 @@ std::string_view save_image_format_name(uint32_t format) {
     case SaveImageHeader::kBzip2: return "bzip2";
     case SaveImageHeader::kXz: return "xz";
     case SaveImageHeader::kLzop: return "lzop";
+    case SaveImageHeader::kZstd: return "zstd";
+    case SaveImageHeader::kSparse: return "sparse";
     default: return "";
     }
 }
@@ -160,7 +162,9 @@ Result<SaveImageWriter> SaveImageWriter::create(const std::string &path, const O
     w.header_.version = SaveImageHeader::kVersion;
     w.header_.data_len = uint32_t(xml_len + cookie_len + SaveImageHeader::kPadding);
     w.header_.was_running = options.was_running ? 1 : 0;
-    w.header_.compressed = SaveImageHeader::kRaw;
+    if (options.format != SaveImageHeader::kRaw && options.format != SaveImageHeader::kSparse)
+        return fail(VIR_ERR_INTERNAL_ERROR, kDomain, "save image format " + std::to_string(options.format) + " cannot be written");
+    w.header_.compressed = options.format;
     w.header_.cookie_offset = options.cookie ? uint32_t(xml_len) : 0;
 
     struct stat sb;
@@ -178,6 +182,9 @@ Result<SaveImageWriter> SaveImageWriter::create(const std::string &path, const O
         w.regular_ = true;
         if (::fchmod(fd, options.mode) < 0)
             return fail(make_system_error(kDomain, errno, "Failed to create file '" + path + "'"));
+    } else if (exists && options.format == SaveImageHeader::kSparse) {
+        return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain,
+                    "a sparse memory image needs a regular file, and '" + path + "' is not one");
     } else if (exists) {
         // A device or FIFO: written in place, never removed.
         int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
@@ -294,13 +301,13 @@ Result<SaveImage> read_save_image(UniqueFd fd, const std::string &path) {
     }
 
     // Compression exists only in version 2 headers.
-    if (h.version == 2 && h.compressed != SaveImageHeader::kRaw) {
+    if (h.version == 2 && h.compressed != SaveImageHeader::kRaw && h.compressed != SaveImageHeader::kSparse) {
         std::string_view name = save_image_format_name(h.compressed);
         if (name.empty())
             return fail(operation_failed("Invalid compressed save format " + std::to_string(h.compressed)));
         return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain,
                     "save image '" + path + "' is compressed with " + std::string(name) +
-                        "; only raw save images are supported");
+                        "; only raw and sparse save images are supported");
     }
 
     SaveImage img;

@@ -9,7 +9,9 @@
 //               u32 cookieOffset, u32 unused[14]
 //   offset 92   domain XML + NUL, <cookie> XML + NUL, zero padding up to data_len
 //               (data_len = xml_len + cookie_len + 65536, so the XML can grow in place)
-//   92+data_len QEMU's migration stream (raw; virtsnap writes and reads only raw)
+//   92+data_len QEMU's migration stream: the plain stream (format 0, "raw"), or
+//               its mapped-ram layout (format 6, "sparse", libvirt 11's name:
+//               guest pages at fixed offsets, zero pages left as holes)
 //
 // Writer life cycle:
 //
@@ -44,8 +46,9 @@ struct SaveImageHeader {
     static constexpr uint32_t kVersion = 2;
     static constexpr uint32_t kPadding = 64 * 1024;
 
-    // The `compressed` field's values (on-disk ABI).
-    enum Format : uint32_t { kRaw = 0, kGzip = 1, kBzip2 = 2, kXz = 3, kLzop = 4 };
+    // The `compressed` field's values (on-disk ABI; libvirt later named the
+    // field `format`). virtsnap writes and reads kRaw and kSparse.
+    enum Format : uint32_t { kRaw = 0, kGzip = 1, kBzip2 = 2, kXz = 3, kLzop = 4, kZstd = 5, kSparse = 6 };
 
     bool complete = false;      // which magic
     uint32_t version = kVersion;
@@ -74,6 +77,8 @@ public:
         std::optional<std::string> cookie;   // "<cookie>...</cookie>\n", or none
         bool was_running = false;
         int mode = 0600;
+        // kRaw or kSparse (which needs a regular file: QEMU seeks in it).
+        uint32_t format = SaveImageHeader::kRaw;
     };
 
     // Opens `path` and writes everything up to the stream offset. Errors are
@@ -129,7 +134,7 @@ struct SaveImage {
 
 // Opens and checks a save image as libvirt's qemuSaveImageOpen: libvirt's
 // errors for every header problem; a compressed image is refused with
-// VIR_ERR_OPERATION_UNSUPPORTED (virtsnap writes and reads raw images only).
+// VIR_ERR_OPERATION_UNSUPPORTED (virtsnap reads raw and sparse images only).
 [[nodiscard]] Result<SaveImage> open_save_image(const std::string &path);
 // The same on an fd already opened at offset 0 (tests, callers with their own open).
 [[nodiscard]] Result<SaveImage> read_save_image(UniqueFd fd, const std::string &path);

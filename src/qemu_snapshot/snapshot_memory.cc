@@ -115,6 +115,13 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     };
     for (const auto &name : opts.capabilities) want(name);
     want("events");
+    // A sparse image's settings, left on by a job the daemon did not live to
+    // finish, cannot go with this stream.
+    for (const auto &c : caps)
+        if ((c.capability == "mapped-ram" || c.capability == "multifd") && c.state) {
+            set_caps.push_back({c.capability, false});
+            restore_caps.push_back({c.capability, true});
+        }
     std::optional<int64_t> old_bandwidth;
     old_bandwidth = TRY(mon.query_migrate_parameters()).max_bandwidth;
 
@@ -276,10 +283,13 @@ Status write_memory_image(qemu::Monitor &mon, const std::string &path, const Mem
     wo.xml = opts.domain_xml;
     wo.cookie = std::string(kSnapshotSaveCookie);
     wo.was_running = opts.was_running;
-    auto writer = TRY(qemu::SaveImageWriter::create(path, wo));
     InstantSwitch *sw = InstantSwitch::current();
     bool background =
         std::find(opts.capabilities.begin(), opts.capabilities.end(), "background-snapshot") != opts.capabilities.end();
+    if (opts.mapped_ram && background)
+        return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "a background snapshot cannot write a sparse image");
+    if (opts.mapped_ram) wo.format = qemu::SaveImageHeader::kSparse;
+    auto writer = TRY(qemu::SaveImageWriter::create(path, wo));
     if (sw && background && !sw->ran()) {
         std::optional<pid_t> pid;
         auto migrated = instant_migration(mon, writer, opts, *sw, pid);
@@ -298,6 +308,7 @@ Status write_memory_image(qemu::Monitor &mon, const std::string &path, const Mem
     mo.abort_requested = opts.abort_requested;
     mo.tracker = opts.tracker;
     mo.capabilities = opts.capabilities;
+    mo.mapped_ram = opts.mapped_ram;
     auto migrated = qemu::migrate_memory_to_fd(mon, writer.fd(), mo);
     if (!migrated) {
         writer.abort();

@@ -46,6 +46,9 @@ struct MemoryImageOptions {
     std::function<bool()> abort_requested;
     qemu::MigrationTracker *tracker = nullptr;
     std::vector<std::string> capabilities;  // e.g. background-snapshot
+    // Set: a sparse image (mapped-ram layout, save image format 6). Not for
+    // the instant method: its stream goes through the gate pipe.
+    std::optional<qemu::MappedRam> mapped_ram;
     // Non-null: the image's flush (SaveImageWriter::finalize: fsync, the complete
     // magic, fsync) may be left for later. When the image allows it
     // (finalize_deferrable), write_memory_image stores it here and returns once
