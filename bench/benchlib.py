@@ -19,6 +19,8 @@ SOURCE_ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("VIRTSNAP_BENCH_BUILD", os.path.join(SOURCE_ROOT, "build-bench"))
 # VIRTSNAP_BENCH_RESULTS: where result files go (ab_builds.sh keeps its runs out of bench/results).
 RESULTS = os.environ.get("VIRTSNAP_BENCH_RESULTS", os.path.join(HERE, "results"))
+# VIRTSNAP_BENCH_CONF: virtsnapd.conf lines for the bench's daemon, e.g. 'snapshot_image_format = "sparse"'.
+DAEMON_CONF = os.environ.get("VIRTSNAP_BENCH_CONF", "")
 
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "e2e"))
 import vstest  # noqa: E402  (shared daemon/QEMU helpers of the e2e harness)
@@ -131,6 +133,10 @@ class VirtsnapdTarget(Target):
         return True, ""
 
     def _spawn(self):
+        if DAEMON_CONF:
+            os.makedirs(os.path.join(self.root, "etc"), exist_ok=True)
+            with open(os.path.join(self.root, "etc", "virtsnapd.conf"), "w") as f:
+                f.write(DAEMON_CONF.replace("\\n", "\n") + "\n")
         env = dict(os.environ)
         env.setdefault("VIRTSNAP_KVM", "0")
         env.update(self.extra_env)

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -132,9 +131,16 @@ JobStats MigrationTracker::make_stats(int type) const {
 
 namespace {
 
-std::string unsupported_mapped_ram(const std::string &missing) {
-    return "the sparse memory image format needs QEMU's '" + missing +
-           "' migration capability, which this QEMU lacks";
+// The capabilities a sparse image needs, among those QEMU has.
+Status mapped_ram_supported(const std::set<std::string> &supported, const MappedRam &layout) {
+    std::vector<std::string> needed{"mapped-ram"};
+    if (layout.channels > 0) needed.push_back("multifd");
+    for (const auto &name : needed)
+        if (!supported.count(name))
+            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain,
+                        "the sparse memory image format needs QEMU's '" + name +
+                            "' migration capability, which this QEMU lacks");
+    return ok();
 }
 
 }  // namespace
@@ -156,14 +162,9 @@ std::string fdset_file_uri(int64_t fdset, uint64_t offset) {
 }
 
 Status check_mapped_ram(Monitor &monitor, const MappedRam &layout) {
-    auto caps = TRY(monitor.query_migrate_capabilities());
-    auto has = [&](const char *name) {
-        return std::any_of(caps.begin(), caps.end(), [&](const auto &c) { return c.capability == name; });
-    };
-    if (!has("mapped-ram")) return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("mapped-ram"));
-    if (layout.channels > 0 && !has("multifd"))
-        return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("multifd"));
-    return ok();
+    std::set<std::string> supported;
+    for (const auto &c : TRY(monitor.query_migrate_capabilities())) supported.insert(c.capability);
+    return mapped_ram_supported(supported, layout);
 }
 
 Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const MemoryMigrationOptions &options) {
@@ -191,12 +192,7 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
                         "QEMU does not support migration capability '" + name + "'");
         want(name, true);
     }
-    if (mapped) {
-        if (!supported.count("mapped-ram"))
-            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("mapped-ram"));
-        if (mapped->channels > 0 && !supported.count("multifd"))
-            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain, unsupported_mapped_ram("multifd"));
-    }
+    if (mapped) TRY(mapped_ram_supported(supported, *mapped));
     // The plain stream cannot go with mapped-ram or multifd (a sparse restore
     // leaves them as it found them, but another client of QEMU may not).
     want("mapped-ram", mapped.has_value());
@@ -206,15 +202,17 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
 
     // Parameters: put back exactly what was changed.
     QDict set_params, restore_params;
+    bool old_direct_io = false;
     if (options.unlimited_bandwidth || mapped) {
         MigrationParameters old = TRY(monitor.query_migrate_parameters());
+        old_direct_io = old.direct_io.value_or(false);
         if (options.unlimited_bandwidth) {
-            set_params.emplace_back("max-bandwidth", QValue(kMigrationUnlimitedBandwidth));
-            if (old.max_bandwidth) restore_params.emplace_back("max-bandwidth", QValue(*old.max_bandwidth));
+            set_params.emplace_back("max-bandwidth", kMigrationUnlimitedBandwidth);
+            if (old.max_bandwidth) restore_params.emplace_back("max-bandwidth", *old.max_bandwidth);
         }
         if (mapped && mapped->channels > 0) {
-            set_params.emplace_back("multifd-channels", QValue(int64_t(mapped->channels)));
-            if (old.multifd_channels) restore_params.emplace_back("multifd-channels", QValue(*old.multifd_channels));
+            set_params.emplace_back("multifd-channels", int64_t(mapped->channels));
+            if (old.multifd_channels) restore_params.emplace_back("multifd-channels", *old.multifd_channels);
         }
     }
 
@@ -228,8 +226,8 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
             return fail(make_system_error(kDomain, errno, "cannot reopen the memory image for QEMU"));
         if (mapped->channels > 0) fdset_direct = reopen_for_fdset(fd, O_WRONLY | O_DIRECT);
         if (fdset_direct.valid()) {
-            set_params.emplace_back("direct-io", QValue(true));
-            restore_params.emplace_back("direct-io", QValue(false));
+            set_params.emplace_back("direct-io", true);
+            restore_params.emplace_back("direct-io", old_direct_io);
         }
     }
 
