@@ -256,6 +256,7 @@ def boot():
     env.virsh_ok("define g1", "define", path)
     env.virsh_ok("start g1", "start", "g1")
     t.ok(env.wait_serial("g1", r"VSGUEST ready", timeout=180) is not None, "g1 boots", env.serial_text("g1")[-1500:])
+    env.wait_counter("g1")  # the frozen images are checked for a consistent counter
     time.sleep(1.0)
 
 

@@ -28,11 +28,7 @@ def boot(name, **kw):
     env.define_guest(name, **kw)
     env.virsh_ok("start " + name, "start", name)
     t.ok(env.wait_serial(name, r"VSGUEST ready") is not None, name + " boots", env.serial_text(name)[-2000:])
-    # The freeze points read the disk counter: wait until the guest's first
-    # records reached the image (a loaded host can take longer than the sleep).
-    deadline = time.time() + 60
-    while counter(name)[0] is None and time.time() < deadline:
-        time.sleep(0.5)
+    env.wait_counter(name)  # the freeze points read the disk counter
     time.sleep(1.5)
 
 

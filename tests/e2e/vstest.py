@@ -387,6 +387,13 @@ class Env:
         m = re.search(r"counter=(\d+)", r.stdout)
         return (int(m.group(1)) if m else None), ("consistent=yes" in r.stdout), r.stdout + r.stderr
 
+    def wait_counter(self, name, target="vda", timeout=60):
+        """Waits until the guest's counter records reached `target`'s image (the
+        writer starts in the background at boot; a loaded host delays it)."""
+        deadline = time.time() + timeout
+        while self.read_counter(self.disk_path(name, target))[0] is None and time.time() < deadline:
+            time.sleep(0.5)
+
     def domain_state(self, name):
         r = self.virsh("domstate", name)
         return r.out.strip()
