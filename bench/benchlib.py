@@ -273,6 +273,11 @@ def text_table(headers, rows):
     return "\n".join(out)
 
 
+def version_tag(version):
+    """A result file's suffix from `qemu --version`'s first line: "qemu-emulator-version-10-0-2"."""
+    return "".join(c if c.isalnum() else "-" for c in version.split("(")[0].strip()).lower()
+
+
 def write_result(name, text):
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, name)

@@ -245,7 +245,7 @@ def main():
                                  ", ".join(str(r[1]) for r in runs) + " ms"])
                 bl.log(f"{ram} MiB {order}: {rows[-1][2]}")
     table = bl.md_table(["RAM", "order", "pause (STOP->RESUME), median [min-max]", "QEMU setup-time"], rows)
-    name = "instant-gate-" + "".join(c if c.isalnum() else "-" for c in version.split("(")[0].strip()).lower() + ".md"
+    name = "instant-gate-" + bl.version_tag(version) + ".md"
     print(table)
     print("written to", bl.write_result(name, f"{version}, {args.reps} reps\n\n{table}\n"))
 

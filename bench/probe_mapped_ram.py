@@ -148,7 +148,7 @@ def main():
     machine += f", dd {disk:.0f} MiB/s (fdatasync)" if disk else ""
     machine += f", {direct:.0f} MiB/s (O_DIRECT)" if direct else ""
 
-    name = "mapped-ram-" + "".join(c if c.isalnum() else "-" for c in version.split("(")[0].strip()).lower() + ".md"
+    name = "mapped-ram-" + bl.version_tag(version) + ".md"
     print(table)
     print("written to", bl.write_result(name, f"{version}, {args.reps} reps; {machine}\n\n{table}\n"))
     return 0

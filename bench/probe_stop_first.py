@@ -91,7 +91,7 @@ def main():
                              "; ".join(f"{k} +{v:.1f}" for k, v in steps.items())])
     table = bl.md_table(["RAM", "order", "pause ms, median [min-max]", "setup-time ms",
                          "steps of the median sample, ms after the first command"], rows)
-    name = "stop-first-" + "".join(c if c.isalnum() else "-" for c in version.split("(")[0].strip()).lower() + ".md"
+    name = "stop-first-" + bl.version_tag(version) + ".md"
     print(table)
     print("written to", bl.write_result(name, f"{version}, {args.reps} reps\n\n{table}\n"))
     return 0
