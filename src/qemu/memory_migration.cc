@@ -3,6 +3,9 @@
 
 #include "qemu/memory_migration.hh"
 
+#include "qemu/capabilities.hh"
+#include "qemu/migration_capability_change.hh"
+
 #define LOG_MODULE "qemu.migration"
 #include "util/log.hh"
 #include "util/raii.hh"
@@ -162,6 +165,10 @@ std::string fdset_file_uri(int64_t fdset, uint64_t offset) {
 }
 
 Status check_mapped_ram(Monitor &monitor, const MappedRam &layout) {
+    // The probe of this QEMU's binary already listed its capabilities (they
+    // do not depend on the machine), which saves a round trip before the
+    // pause; a monitor without probed capabilities asks.
+    if (auto probed = monitor.caps()) return mapped_ram_supported(probed->migration_capabilities, layout);
     std::set<std::string> supported;
     for (const auto &c : TRY(monitor.query_migrate_capabilities())) supported.insert(c.capability);
     return mapped_ram_supported(supported, layout);
@@ -172,33 +179,15 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
     const std::optional<MappedRam> &mapped = options.mapped_ram;
 
     // What QEMU can do, and what to put back afterwards.
-    auto current_caps = TRY(monitor.query_migrate_capabilities());
-    std::set<std::string> supported;
-    std::vector<MigrationCapability> restore_caps, set_caps;
-    for (const auto &c : current_caps) supported.insert(c.capability);
-    auto want = [&](const std::string &name, bool state) {
-        for (const auto &c : current_caps) {
-            if (c.capability != name) continue;
-            if (c.state != state) {
-                set_caps.push_back({name, state});
-                restore_caps.push_back({name, c.state});
-            }
-            return;
-        }
-    };
-    for (const auto &name : options.capabilities) {
-        if (!supported.count(name))
-            return fail(VIR_ERR_OPERATION_UNSUPPORTED, kDomain,
-                        "QEMU does not support migration capability '" + name + "'");
-        want(name, true);
-    }
-    if (mapped) TRY(mapped_ram_supported(supported, *mapped));
+    auto caps = TRY(MigrationCapabilityChange::query(monitor));
+    for (const auto &name : options.capabilities) TRY(caps.require(name));
+    if (mapped) TRY(mapped_ram_supported(caps.supported(), *mapped));
     // The plain stream cannot go with mapped-ram or multifd (a sparse restore
     // leaves them as it found them, but another client of QEMU may not).
-    want("mapped-ram", mapped.has_value());
-    want("multifd", mapped && mapped->channels > 0);
+    caps.want("mapped-ram", mapped.has_value());
+    caps.want("multifd", mapped && mapped->channels > 0);
     // MIGRATION events are only sent with the 'events' capability.
-    want("events", true);
+    caps.want("events", true);
 
     // Parameters: put back exactly what was changed.
     QDict set_params, restore_params;
@@ -232,7 +221,7 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
     }
 
     // Undo in reverse order of the changes, keeping the first error.
-    bool caps_set = false, params_set = false;
+    bool params_set = false;
     std::optional<int64_t> fdset;
     auto restore = [&] {
         if (fdset) {
@@ -243,17 +232,11 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
             Status st = monitor.migrate_set_parameters(restore_params);
             if (!st) VS_WARN("cannot restore migration parameters: %s", st.error().message().c_str());
         }
-        if (caps_set && !restore_caps.empty()) {
-            Status st = monitor.migrate_set_capabilities(restore_caps);
-            if (!st) VS_WARN("cannot restore migration capabilities: %s", st.error().message().c_str());
-        }
+        caps.restore(monitor);
     };
     ScopeExit undo(restore);
 
-    if (!set_caps.empty()) {
-        TRY(monitor.migrate_set_capabilities(set_caps));
-        caps_set = true;
-    }
+    TRY(caps.apply(monitor));
     if (!set_params.empty()) {
         TRY(monitor.migrate_set_parameters(set_params));
         params_set = true;

@@ -5,6 +5,7 @@
 #include "qemu/capabilities.hh"
 #include "qemu/guest_ram.hh"
 #include "qemu/memory_relay.hh"
+#include "qemu/migration_capability_change.hh"
 #include "qemu/migration_gate.hh"
 #include "qemu/save_image.hh"
 #include "util/job_journal.hh"
@@ -98,51 +99,29 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     // VIRTSNAP_SNAPSHOT_GATE=0 keeps the stop-first order (benches compare both).
     const char *gate_env = std::getenv("VIRTSNAP_SNAPSHOT_GATE");
     const bool gated = probed && probed->background_snapshot_gate_safe && !(gate_env && std::string(gate_env) == "0");
-    auto caps = TRY(mon.query_migrate_capabilities());
-    std::vector<qemu::MigrationCapability> set_caps, restore_caps;
-    for (const auto &name : opts.capabilities) {
-        auto it = std::find_if(caps.begin(), caps.end(), [&](const auto &c) { return c.capability == name; });
-        if (it == caps.end())
-            return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
-                        "QEMU does not support migration capability '" + name + "'");
-    }
-    auto want = [&](const std::string &name) {
-        for (const auto &c : caps)
-            if (c.capability == name && !c.state) {
-                set_caps.push_back({name, true});
-                restore_caps.push_back({name, false});
-            }
-    };
-    for (const auto &name : opts.capabilities) want(name);
-    want("events");
+    auto caps = TRY(qemu::MigrationCapabilityChange::query(mon));
+    for (const auto &name : opts.capabilities) TRY(caps.require(name));
+    caps.want("events", true);
     // A sparse image's settings, left on by a job the daemon did not live to
     // finish, cannot go with this stream.
-    for (const auto &c : caps)
-        if ((c.capability == "mapped-ram" || c.capability == "multifd") && c.state) {
-            set_caps.push_back({c.capability, false});
-            restore_caps.push_back({c.capability, true});
-        }
+    caps.want("mapped-ram", false);
+    caps.want("multifd", false);
     std::optional<int64_t> old_bandwidth;
     old_bandwidth = TRY(mon.query_migrate_parameters()).max_bandwidth;
 
     // Declared before the undo: its destructor (discard, then let the
     // stream end) runs after closefd has released QEMU's copy of the pipe.
     std::optional<qemu::MemoryRelay> relay;
-    bool caps_set = false, bandwidth_set = false, fd_passed = false;
+    bool bandwidth_set = false, fd_passed = false;
     auto restore = [&] {
         if (fd_passed) (void)mon.closefd("migrate");  // fails harmlessly once migrate consumed it
         if (bandwidth_set && old_bandwidth)
             if (auto st = mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(*old_bandwidth)}}); !st)
                 VS_WARN("cannot restore migration bandwidth: %s", st.error().message().c_str());
-        if (caps_set && !restore_caps.empty())
-            if (auto st = mon.migrate_set_capabilities(restore_caps); !st)
-                VS_WARN("cannot restore migration capabilities: %s", st.error().message().c_str());
+        caps.restore(mon);
     };
     ScopeExit undo(restore);
-    if (!set_caps.empty()) {
-        TRY(mon.migrate_set_capabilities(set_caps));
-        caps_set = true;
-    }
+    TRY(caps.apply(mon));
     TRY(mon.migrate_set_parameters(qemu::QDict{{"max-bandwidth", qemu::QValue(qemu::kMigrationUnlimitedBandwidth)}}));
     bandwidth_set = true;
     // Every instant snapshot streams through the gate pipe and virtsnap-relay,
