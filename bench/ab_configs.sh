@@ -12,26 +12,13 @@
 # lines, each run headed by "### round N a|b"; the result files of run N go to
 # $VIRTSNAP_BENCH_RESULTS/rN-{a,b}.{md,json}.
 set -uo pipefail
-[ $# -ge 2 ] || { sed -n 2,13p "$0" >&2; exit 2; }
-conf_a=$1 conf_b=$2; shift 2
-rounds=2
-if [ $# -gt 0 ] && [ "$1" != "--" ]; then rounds=$1; shift; fi
-[ "${1:-}" = "--" ] && shift
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--modes ext-mem --ram 1024,4096 --reps 3)
-cd "$(dirname "$0")/.."
-export VIRTSNAP_BENCH_RESULTS=${VIRTSNAP_BENCH_RESULTS:-$(mktemp -d /tmp/ab-configs.XXXXXX)}
-echo "### result files in $VIRTSNAP_BENCH_RESULTS"
-keep='ext-mem|internal|disk-only|baseline|filled|disk:'
-for ((round = 1; round <= rounds; round++)); do
-    for which in a b; do
-        conf=$conf_a; [ "$which" = b ] && conf=$conf_b
-        echo "### round $round $which ($conf) $(date +%T)"
-        VIRTSNAP_BENCH_CONF=$conf /usr/bin/python3 bench/bench_snapshot.py "${args[@]}" --only virtsnapd 2>&1 |
-            grep -E "$keep"
-        for f in "$VIRTSNAP_BENCH_RESULTS"/snapshot-*.md "$VIRTSNAP_BENCH_RESULTS"/snapshot-*.json; do
-            [ -e "$f" ] && mv "$f" "$VIRTSNAP_BENCH_RESULTS/r$round-$which.${f##*.}"
-        done
+. "$(dirname "$0")/ab_common.sh"
+ab_setup 2,13p ab-configs "$@"
+run_config() {  # ROUND LABEL CONF
+    VIRTSNAP_BENCH_CONF=$3 ab_bench --only virtsnapd
+    for f in "$VIRTSNAP_BENCH_RESULTS"/snapshot-*.md "$VIRTSNAP_BENCH_RESULTS"/snapshot-*.json; do
+        [ -e "$f" ] && mv "$f" "$VIRTSNAP_BENCH_RESULTS/r$1-$2.${f##*.}"
     done
-done
+}
+ab_interleave a b run_config
 echo "### end $(date +%T)"

@@ -5,6 +5,7 @@ A Target is one daemon the same measurement runs against:
   - LibvirtdTarget:  the host's libvirtd (qemu:///system), prepared by bench/setup.sh.
 Run with Debian's /usr/bin/python3 (python3-libvirt), as root.
 """
+import argparse
 import os
 import shutil
 import signal
@@ -271,6 +272,20 @@ def text_table(headers, rows):
     for r in cols[1:]:
         out.append("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
     return "\n".join(out)
+
+
+def probe_parser(doc, reps):
+    """The command line the raw-QMP probes share: --qemu, --ram MIB ..., --reps N."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--qemu", default="qemu-system-x86_64")
+    ap.add_argument("--ram", type=int, nargs="+", default=[1024, 4096])
+    ap.add_argument("--reps", type=int, default=reps)
+    return ap
+
+
+def qemu_version(qemu):
+    """`qemu --version`'s first line: a probe's result file is headed and named by it."""
+    return subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
 def version_tag(version):

@@ -23,7 +23,6 @@ between snapshots by re-collapsing them).
 usage: probe_instant_gate.py [--qemu BINARY] [--ram MIB ...] [--reps N]
 The table goes to bench/results/instant-gate-<QEMU version>.md.
 """
-import argparse
 import array
 import fcntl
 import json
@@ -145,6 +144,15 @@ def start_guest(qemu, ram, workdir):
     return proc, qmp
 
 
+def prepare_background_snapshot(qmp):
+    """The migration settings virtsnapd's instant snapshot makes (snapshot_memory.cc:
+    events, background-snapshot, libvirt's "unlimited" max-bandwidth), so that the
+    probes time the stream the daemon would start."""
+    qmp.call("migrate-set-capabilities", {"capabilities": [
+        {"capability": "background-snapshot", "state": True}, {"capability": "events", "state": True}]})
+    qmp.call("migrate-set-parameters", {"max-bandwidth": (2**63 - 1) // 2**20 * 2**20})
+
+
 def stop_first(qmp, image):
     """Today's order. Returns None, or why the order does not apply."""
     started = time.time()
@@ -196,9 +204,7 @@ def one_snapshot(qemu, ram, order, workdir):
     """(pause ms, QEMU setup-time) of one snapshot, or why `order` does not apply."""
     proc, qmp = start_guest(qemu, ram, workdir)
     try:
-        qmp.call("migrate-set-capabilities", {"capabilities": [
-            {"capability": "background-snapshot", "state": True}, {"capability": "events", "state": True}]})
-        qmp.call("migrate-set-parameters", {"max-bandwidth": (2**63 - 1) // 2**20 * 2**20})
+        prepare_background_snapshot(qmp)
         with open(os.path.join(workdir, "memory.img"), "wb") as image:
             started = time.time()
             relay = None
@@ -224,12 +230,8 @@ def one_snapshot(qemu, ram, order, workdir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qemu", default="qemu-system-x86_64")
-    ap.add_argument("--ram", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--reps", type=int, default=3)
-    args = ap.parse_args()
-    version = subprocess.run([args.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    args = bl.probe_parser(__doc__, reps=3).parse_args()
+    version = bl.qemu_version(args.qemu)
     rows = []
     with tempfile.TemporaryDirectory(prefix="gateprobe-") as workdir:
         for ram in args.ram:

@@ -21,9 +21,7 @@ The file starts with a 64 KiB header as a save image does.
 usage: probe_mapped_ram.py [--qemu BINARY] [--ram MIB ...] [--reps N] [--methods plain,mr2,...]
 The table goes to bench/results/mapped-ram-<QEMU version>.md.
 """
-import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -99,14 +97,11 @@ def one_write(qmp, method, path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qemu", default="qemu-system-x86_64")
-    ap.add_argument("--ram", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--reps", type=int, default=2)
+    ap = bl.probe_parser(__doc__, reps=2)
     ap.add_argument("--methods", default="plain,mr,mr2,mr2d")
     args = ap.parse_args()
     methods = args.methods.split(",")
-    version = subprocess.run([args.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    version = bl.qemu_version(args.qemu)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mrprobe-", dir="/var/tmp") as workdir:
         disk = dd_rate(workdir)

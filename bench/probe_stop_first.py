@@ -13,9 +13,7 @@ Pause = QEMU's STOP -> RESUME event timestamps; "setup-time" is query-migrate's.
 
 usage: probe_stop_first.py [--qemu BINARY] [--ram MIB ...] [--reps N]
 """
-import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
-from probe_instant_gate import start_guest  # noqa: E402
+from probe_instant_gate import prepare_background_snapshot, start_guest  # noqa: E402
 
 SETUP_SECTION = 256 << 10  # as snapshot_memory.cc's resume_once_ram_streams
 
@@ -33,9 +31,7 @@ def one_sample(qemu, ram, order, workdir):
     proc, qmp = start_guest(qemu, ram, workdir)
     try:
         time.sleep(2)
-        qmp.call("migrate-set-capabilities", {"capabilities": [
-            {"capability": "background-snapshot", "state": True}, {"capability": "events", "state": True}]})
-        qmp.call("migrate-set-parameters", {"max-bandwidth": (2**63 - 1) // 2**20 * 2**20})
+        prepare_background_snapshot(qmp)
         with open(os.path.join(workdir, "memory.img"), "wb") as image:
             qmp.call("getfd", {"fdname": "migrate"}, [image.fileno()])
             steps = {}
@@ -70,12 +66,8 @@ def one_sample(qemu, ram, order, workdir):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--qemu", default="qemu-system-x86_64")
-    ap.add_argument("--ram", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--reps", type=int, default=3)
-    args = ap.parse_args()
-    version = subprocess.run([args.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    args = bl.probe_parser(__doc__, reps=3).parse_args()
+    version = bl.qemu_version(args.qemu)
     rows = []
     with tempfile.TemporaryDirectory(prefix="stopfirst-", dir="/var/tmp") as workdir:
         for ram in args.ram:
