@@ -1,7 +1,9 @@
 // memoryrelaytest.cc - virtsnap-relay, the real executable, without QEMU: a
 // pipe stands in for QEMU's stream. Every word of its protocol (write, drop,
 // the daemon gone), abandoning mid-stream, a write error, and how recovery
-// finds and waits for a relay (qemu/memory_relay.hh).
+// finds and waits for a relay (qemu/memory_relay.hh); the same for its
+// O_DIRECT copy (qemu/relay_direct_copy.hh), whose head, aligned body and
+// tail must land byte for byte where the stream says.
 
 #include "qemu/memory_relay.hh"
 #include "qemu/migration_gate.hh"
@@ -12,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -59,6 +62,55 @@ std::thread write_stream(Scene &s, size_t bytes) {
         }
         ::close(fd);
     });
+}
+
+// The stream's byte at `i`: a period (251) that no block size divides, so a
+// chunk written one block off shows.
+char pattern_at(uint64_t i) { return char('a' + i % 251 % 26); }
+
+// A direct relay's scene: a plain pipe (no gate) and `bytes` of the pattern
+// written into it from a thread, `pause_after` bytes first and the rest once
+// `go` is set (nullptr: all at once).
+struct DirectScene {
+    std::string dir, path;
+    UniqueFd image;
+    std::thread qemu;
+};
+
+DirectScene make_direct_scene(const std::string &name, UniqueFd &read_end, size_t bytes, size_t pause_after = 0,
+                              std::atomic<bool> *go = nullptr) {
+    DirectScene s;
+    char tmpl[] = "/var/tmp/memoryrelaytest-XXXXXX";
+    s.dir = ::mkdtemp(tmpl) ? tmpl : "/var/tmp";
+    s.path = s.dir + "/" + name;
+    s.image.reset(::open(s.path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    (void)!::write(s.image.get(), kHeader.data(), kHeader.size());
+    int ends[2];
+    if (::pipe2(ends, O_CLOEXEC) < 0) std::exit(1);
+    read_end.reset(ends[0]);
+    int fd = ends[1];
+    s.qemu = std::thread([fd, bytes, pause_after, go] {
+        std::string chunk(32768, '\0');
+        for (uint64_t done = 0; done < bytes;) {
+            if (go && done >= pause_after)
+                while (!go->load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            size_t n = std::min<uint64_t>(chunk.size(), bytes - done);
+            for (size_t i = 0; i < n; ++i) chunk[i] = pattern_at(done + i);
+            ssize_t w = ::write(fd, chunk.data(), n);
+            if (w <= 0) break;
+            done += uint64_t(w);
+        }
+        ::close(fd);
+    });
+    return s;
+}
+
+bool holds_pattern(const std::string &path, uint64_t bytes) {
+    auto text = file::read(path, 64u << 20);
+    if (!text || text->size() != kOffset + bytes || text->compare(0, kOffset, kHeader) != 0) return false;
+    for (uint64_t i = 0; i < bytes; ++i)
+        if ((*text)[kOffset + i] != pattern_at(i)) return false;
+    return true;
 }
 
 uint64_t size_of(const std::string &path) {
@@ -158,6 +210,51 @@ int main() {
         tap.ok(!fin && fin.error().code == VIR_ERR_OPERATION_FAILED &&
                    fin.error().detail == "cannot write the memory image: No space left on device",
                "full: the stream read to its end, ENOSPC reported", fin ? "succeeded" : fin.error().detail);
+    }
+    // ---- direct: the O_DIRECT copy of a paused guest's stream ----
+    // Sizes that end inside a block, on a block and inside a buffer, at an
+    // offset (100) that starts inside a block.
+    for (uint64_t bytes : {uint64_t(9u << 20) + 12345, uint64_t(4096) * 3000, uint64_t(3000)}) {
+        std::string name = "direct " + std::to_string(bytes);
+        UniqueFd read_end;
+        DirectScene s = make_direct_scene("direct", read_end, bytes);
+        auto r = MemoryRelay::start(std::move(read_end), s.image.get(), kOffset, 0, true);
+        if (!tap.ok(r.has_value(), name + ": relay starts", r ? "" : r.error().message())) return tap.finish();
+        tap.ok(r->open_gate().has_value(), name + ": open_gate");
+        s.qemu.join();
+        auto fin = r->finish(std::chrono::seconds(60));
+        tap.ok(fin.has_value(), name + ": finish", fin ? "" : fin.error().message());
+        tap.ok(holds_pattern(s.path, bytes), name + ": header untouched, every byte of the stream in place");
+    }
+    {   // abandoned mid-stream: truncated to the offset, the rest drained
+        std::atomic<bool> go{false};
+        UniqueFd read_end;
+        constexpr size_t kBytes = 24u << 20;
+        DirectScene s = make_direct_scene("direct-abandon", read_end, kBytes, 12u << 20, &go);
+        auto r = MemoryRelay::start(std::move(read_end), s.image.get(), kOffset, 0, true);
+        if (!r) return tap.finish();
+        tap.ok(r->open_gate().has_value(), "direct abandon: open_gate");
+        for (int i = 0; i < 300 && size_of(s.path) < kOffset + (4u << 20); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        tap.ok(size_of(s.path) > kOffset, "direct abandon: some of the stream written first");
+        tap.ok(abandon_memory_relay(s.path), "direct abandon: recovery finds the relay through /proc");
+        go = true;
+        s.qemu.join();
+        tap.ok(r->finish(std::chrono::seconds(60)).has_value(), "direct abandon: finish");
+        tap.eq(size_of(s.path), kOffset, "direct abandon: the image holds no memory");
+    }
+    {   // a write error: reported with its errno, the stream still drained
+        UniqueFd read_end;
+        DirectScene s = make_direct_scene("direct-full", read_end, 9u << 20);
+        UniqueFd full(::open("/dev/full", O_WRONLY | O_CLOEXEC));
+        auto r = MemoryRelay::start(std::move(read_end), full.get(), 0, 0, true);
+        if (!r) return tap.finish();
+        tap.ok(r->open_gate().has_value(), "direct full: open_gate");
+        s.qemu.join();
+        auto fin = r->finish(std::chrono::seconds(60));
+        tap.ok(!fin && fin.error().code == VIR_ERR_OPERATION_FAILED &&
+                   fin.error().detail == "cannot write the memory image: No space left on device",
+               "direct full: the stream read to its end, ENOSPC reported", fin ? "succeeded" : fin.error().detail);
     }
     return tap.finish();
 }

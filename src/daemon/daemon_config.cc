@@ -78,6 +78,7 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
         {"snapshot_image_format", str(c.snapshot_image_format)},
         {"save_image_format", str(c.save_image_format)},
         {"memory_image_channels", num(c.memory_image_channels, 0, 64)},
+        {"memory_image_direct_io", str(c.memory_image_direct_io)},
         {"qemu_binary", str(c.qemu_binary)},
         {"qemu_img_binary", str(c.qemu_img_binary)},
     };
@@ -124,6 +125,10 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
     if (c.snapshot_live_method != "instant" && c.snapshot_live_method != "precopy")
         return fail(make_error(VIR_ERR_CONF_SYNTAX, VIR_FROM_CONF,
                                std::string(what) + ": snapshot_live_method must be \"instant\" or \"precopy\""));
+    if (c.memory_image_direct_io != "auto" && c.memory_image_direct_io != "always" &&
+        c.memory_image_direct_io != "never")
+        return fail(make_error(VIR_ERR_CONF_SYNTAX, VIR_FROM_CONF,
+                               std::string(what) + ": memory_image_direct_io must be \"auto\", \"always\" or \"never\""));
     for (const auto &[key, value] : {std::pair{"snapshot_image_format", &c.snapshot_image_format},
                                      std::pair{"save_image_format", &c.save_image_format}})
         if (*value != "raw" && *value != "sparse")

@@ -37,6 +37,14 @@ struct DaemonConfig {
     // multifd channels writing and reading a sparse image (libvirt's
     // "parallel.channels"); 0 leaves it to QEMU's migration thread alone.
     unsigned memory_image_channels = 2;
+    // How a raw memory image written while the guest is paused (memory
+    // snapshots without the instant method, save, managed save) reaches the
+    // disk: "auto" streams it through virtsnap-relay with O_DIRECT when the
+    // guest's RAM exceeds what the page cache takes before background
+    // writeback, else QEMU writes the file through the page cache; "always"
+    // and "never" decide for every image. A save with
+    // VIR_DOMAIN_SAVE_BYPASS_CACHE always bypasses the page cache, as libvirt's.
+    std::string memory_image_direct_io = "auto";
     std::string qemu_binary = "/usr/bin/qemu-system-x86_64";
     std::string qemu_img_binary = "/usr/bin/qemu-img";
 

@@ -93,10 +93,12 @@ void drop_page_cache(const std::string &path) {
 
 // The body shared by virDomainSaveFlags and virDomainManagedSave; the caller
 // holds the job. Returns once the domain is shut off with its image complete.
-// `layout`: a sparse image (save_image_format = "sparse").
+// `layout`: a sparse image (save_image_format = "sparse"); `direct_io`: the
+// driver's memory_direct_io for a raw one.
+using DirectIoChoice = std::function<bool(uint64_t ram_bytes, bool bypass_cache)>;
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
                                  const std::optional<std::string> &dxml, uint32_t flags,
-                                 const std::optional<qemu::MappedRam> &layout);
+                                 const std::optional<qemu::MappedRam> &layout, const DirectIoChoice &direct_io);
 
 Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, const std::string &to,
                                const std::optional<std::string> &dxml, uint32_t flags) {
@@ -108,7 +110,7 @@ Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, c
         if (!dom->active()) return fail(not_running());
     }
     auto job = TRY(dom->job.begin("remoteDispatchDomainSaveFlags", qemu::JobOperation::Save));
-    TRY(save_domain_locked(dom, to, dxml, flags, save_layout()));
+    TRY(save_domain_locked(dom, to, dxml, flags, save_layout(), direct_io_choice()));
     release_stopped_process(dom);
     return ok();
 }
@@ -128,7 +130,7 @@ Status QemuDriver::domain_managed_save(const rpc::Client &, const rpc::DomainRef
     auto job = TRY(dom->job.begin("remoteDispatchDomainManagedSave", qemu::JobOperation::Save));
     auto path = TRY(layout_.managed_save_file(name));
     TRY(file::make_dirs(layout_.save_dir(), 0755, VIR_FROM_QEMU));
-    TRY(save_domain_locked(dom, path, std::nullopt, flags, save_layout()));
+    TRY(save_domain_locked(dom, path, std::nullopt, flags, save_layout(), direct_io_choice()));
     {
         std::lock_guard lock(dom->mu);
         dom->has_managed_save = true;
@@ -156,7 +158,7 @@ Status QemuDriver::domain_managed_save_remove(const rpc::Client &, const rpc::Do
 
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
                                  const std::optional<std::string> &dxml, uint32_t flags,
-                                 const std::optional<qemu::MappedRam> &layout) {
+                                 const std::optional<qemu::MappedRam> &layout, const DirectIoChoice &direct_io) {
     qemu::DomainProcess *p;
     std::shared_ptr<const conf::DomainDef> live;
     {
@@ -214,6 +216,7 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
     mo.tracker = tracker.get();
     mo.abort_requested = [dom] { return dom->job.abort_requested(); };
     mo.mapped_ram = layout;
+    mo.direct_io = !layout && direct_io(live->max_memory_kib << 10, flags & VIR_DOMAIN_SAVE_BYPASS_CACHE);
     auto migrated = qemu::migrate_memory_to_fd(p->monitor(), writer->fd(), mo);
     if (!migrated) return fail_and_resume(std::move(migrated).error());
     if (auto st = writer->finalize(); !st) return fail_and_resume(std::move(st).error());

@@ -232,7 +232,8 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                 live_def->format_string(conf::kDomainFormatInactive | conf::kDomainFormatSecure |
                                         conf::kDomainFormatMigratable);
             bool was_running = state == VIR_DOMAIN_RUNNING;
-            req.memory_writer = [mem_xml, was_running, tracker, instant, memory_layout, d = dom.get()](
+            bool direct_io = !memory_layout && memory_direct_io(live_def->max_memory_kib << 10, false);
+            req.memory_writer = [mem_xml, was_running, tracker, instant, memory_layout, direct_io, d = dom.get()](
                                     DomainControl &ctl2, const std::string &path, bool,
                                     qemu_snapshot::MemoryFlush *deferred_flush) -> Status {
                 qemu_snapshot::MemoryImageOptions o;
@@ -242,6 +243,7 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
                 o.deferred_flush = deferred_flush;
                 if (instant) o.capabilities = {"background-snapshot"};
                 o.mapped_ram = memory_layout;
+                o.direct_io = direct_io;
                 o.abort_requested = [d] { return d->job.abort_requested(); };
                 return qemu_snapshot::write_memory_image(ctl2.monitor(), path, o);
             };

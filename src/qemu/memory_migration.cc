@@ -4,9 +4,11 @@
 #include "qemu/memory_migration.hh"
 
 #include "qemu/capabilities.hh"
+#include "qemu/memory_relay.hh"
 #include "qemu/migration_capability_change.hh"
 
 #define LOG_MODULE "qemu.migration"
+#include "util/file.hh"
 #include "util/log.hh"
 #include "util/raii.hh"
 
@@ -19,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <set>
 
@@ -148,6 +151,25 @@ Status mapped_ram_supported(const std::set<std::string> &supported, const Mapped
 
 }  // namespace
 
+std::optional<uint64_t> page_cache_writeback_threshold() {
+    auto read_number = [](const char *path) -> std::optional<uint64_t> {
+        auto text = file::read(path, 64, kDomain);
+        if (!text) return std::nullopt;
+        char *end = nullptr;
+        unsigned long long v = std::strtoull(text->c_str(), &end, 10);
+        if (end == text->c_str()) return std::nullopt;
+        return uint64_t(v);
+    };
+    if (auto bytes = read_number("/proc/sys/vm/dirty_background_bytes"); bytes && *bytes > 0) return bytes;
+    auto ratio = read_number("/proc/sys/vm/dirty_background_ratio");
+    auto meminfo = file::read("/proc/meminfo", 1 << 16, kDomain);
+    if (!ratio || !meminfo) return std::nullopt;
+    auto at = meminfo->find("MemAvailable:");
+    if (at == std::string::npos) return std::nullopt;
+    unsigned long long kib = std::strtoull(meminfo->c_str() + at + 13, nullptr, 10);
+    return uint64_t(kib) * 1024 / 100 * *ratio;
+}
+
 std::optional<MappedRam> incoming_layout(const SaveImageHeader &header, unsigned channels) {
     if (header.version != 2 || header.compressed != SaveImageHeader::kSparse) return std::nullopt;
     return MappedRam{channels};
@@ -243,7 +265,12 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
     }
 
     struct stat st_fd;
-    bool writeback = ::fstat(fd, &st_fd) == 0 && S_ISREG(st_fd.st_mode) && !fdset_direct.valid();
+    const bool regular = ::fstat(fd, &st_fd) == 0 && S_ISREG(st_fd.st_mode);
+    const bool relayed = options.direct_io && !mapped && regular;
+    // Nothing to start writeback of when QEMU writes with direct-io or the
+    // relay does with O_DIRECT.
+    bool writeback = regular && !fdset_direct.valid() && !relayed;
+    std::optional<MemoryRelay> relay;
     MigrationEventWaker waker(monitor);
     if (mapped) {
         off_t offset = ::lseek(fd, 0, SEEK_CUR);
@@ -255,6 +282,22 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         TRY(monitor.migrate(uri));
         VS_DEBUG("migration to %s started (mapped-ram, %u channels%s)", uri.c_str(), mapped->channels,
                  fdset_direct.valid() ? ", direct-io" : "");
+    } else if (relayed) {
+        off_t offset = ::lseek(fd, 0, SEEK_CUR);
+        if (offset < 0) return fail(make_system_error(kDomain, errno, "cannot find the memory image's stream offset"));
+        int ends[2];
+        if (::pipe2(ends, O_CLOEXEC) < 0)
+            return fail(make_system_error(kDomain, errno, "cannot create a pipe for the memory image"));
+        UniqueFd read_end(ends[0]), write_end(ends[1]);
+        // QEMU writes 32 KiB at a time: a 1 MiB pipe keeps it from waiting
+        // on every read of the relay.
+        (void)::fcntl(write_end.get(), F_SETPIPE_SZ, 1 << 20);
+        relay = TRY(MemoryRelay::start(std::move(read_end), fd, uint64_t(offset), 0, true));
+        TRY(relay->open_gate());
+        TRY(monitor.migrate_to_fd(write_end.get()));
+        // write_end closes here: QEMU holds the only writer now, and the relay
+        // sees the end of the stream when QEMU closes it.
+        VS_INFO("memory image streamed through virtsnap-relay %d (O_DIRECT where the file system takes it)", int(relay->pid()));
     } else {
         TRY(monitor.migrate_to_fd(fd));
         VS_DEBUG("migration to fd %d started", fd);
@@ -274,6 +317,9 @@ Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const M
         if (options.tracker) options.tracker->update(last);
         if (finished(info->status)) {
             if (info->status == "completed") {
+                // QEMU is done once the relay wrote what the pipe and its
+                // buffers still hold (a few MiB).
+                if (relay) TRY(relay->finish(std::chrono::minutes(10)));
                 VS_DEBUG("migration completed: %llu bytes in %lld ms", (unsigned long long)last.processed,
                          (long long)last.elapsed.count());
                 undo.release();

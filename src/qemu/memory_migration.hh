@@ -10,6 +10,8 @@
 //   migrate-set-capabilities   events + the caller's capabilities
 //   migrate-set-parameters     max-bandwidth unlimited
 //   getfd "migrate" + migrate "fd:migrate"
+//     or, with direct_io, the same on a pipe read by virtsnap-relay, which
+//     writes the image with O_DIRECT (memory_relay.hh)
 //     or, for a sparse image (MappedRam): mapped-ram (+ multifd) on,
 //     multifd-channels and direct-io set, add-fd of the file reopened
 //     write-only (and once more with O_DIRECT), migrate
@@ -86,6 +88,14 @@ private:
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
+// The dirty page cache past which the kernel starts writing back in the
+// background (vm.dirty_background_bytes, else vm.dirty_background_ratio of
+// MemAvailable); nullopt when /proc does not tell. A memory image larger
+// than this no longer fits the page cache unnoticed: its writes compete with
+// writeback, then the kernel throttles them (docs/performance.md, "Memory
+// written with O_DIRECT").
+std::optional<uint64_t> page_cache_writeback_threshold();
+
 // The mapped-ram layout of a sparse image (save_image.hh, format 6: libvirt
 // 11's "sparse" save image format). QEMU writes each guest page at a fixed
 // offset of the file, from `channels` multifd threads at once, with direct-io
@@ -124,6 +134,11 @@ struct MemoryMigrationOptions {
     // Unset: the plain stream, with mapped-ram and multifd switched off if a
     // restore left them on.
     std::optional<MappedRam> mapped_ram;
+    // The plain stream into a regular file through virtsnap-relay, which
+    // writes it with O_DIRECT where the file system takes it
+    // (relay_direct_copy.hh); ignored for mapped_ram and other fds. The
+    // call returns once the relay has written everything.
+    bool direct_io = false;
     // migrate-set-parameters max-bandwidth to the largest value libvirt uses
     // (QEMU's default is 32 MiB/s), restored afterwards.
     bool unlimited_bandwidth = true;

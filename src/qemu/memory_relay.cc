@@ -34,7 +34,7 @@ std::string relay_binary() {
     return VIRTSNAP_RELAY_INSTALL_PATH;
 }
 
-Result<MemoryRelay> MemoryRelay::start(UniqueFd stream, int image_fd, uint64_t offset, size_t skip) {
+Result<MemoryRelay> MemoryRelay::start(UniqueFd stream, int image_fd, uint64_t offset, size_t skip, bool direct) {
     int control[2];
     if (::pipe2(control, O_CLOEXEC) < 0)
         return fail(make_system_error(VIR_FROM_QEMU, errno, "cannot create the memory relay's control pipe"));
@@ -43,6 +43,7 @@ Result<MemoryRelay> MemoryRelay::start(UniqueFd stream, int image_fd, uint64_t o
     r.control_.reset(control[1]);
     process::SpawnOptions so;
     so.argv = {relay_binary(), std::to_string(offset), std::to_string(skip)};
+    if (direct) so.argv.push_back("direct");
     so.pass_fds = {{stream.get(), 3}, {control_read.get(), 4}, {image_fd, 5}};
     so.out = process::Output::null();
     so.daemonize = true;  // own session: it outlives the daemon, as QEMU does

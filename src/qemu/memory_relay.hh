@@ -1,6 +1,7 @@
-// memory_relay.hh - the helper process that writes a gated instant
-// snapshot's migration stream into its memory image (virtsnap-relay,
-// memory_relay_main.cc), and waiting for one that outlived a daemon.
+// memory_relay.hh - the helper process that writes an instant snapshot's
+// migration stream into its memory image (virtsnap-relay,
+// memory_relay_main.cc), and waiting for one that outlived a daemon. It also
+// writes a paused guest's stream with O_DIRECT (relay_direct_copy.hh).
 //
 // Protocol, one word on the control pipe:
 //
@@ -36,8 +37,11 @@ namespace virtsnap::qemu {
 class MemoryRelay {
 public:
     // Starts the relay reading `stream` (the gate's read end), dropping `skip`
-    // bytes first, writing the rest into `image_fd` from `offset` on.
-    [[nodiscard]] static Result<MemoryRelay> start(UniqueFd stream, int image_fd, uint64_t offset, size_t skip);
+    // bytes first, writing the rest into `image_fd` from `offset` on; with
+    // `direct`, through O_DIRECT where the file system takes it
+    // (relay_direct_copy.hh: a paused guest's stream, not a gated one).
+    [[nodiscard]] static Result<MemoryRelay> start(UniqueFd stream, int image_fd, uint64_t offset, size_t skip,
+                                                   bool direct = false);
 
     MemoryRelay(MemoryRelay &&) = default;
     MemoryRelay &operator=(MemoryRelay &&) = default;

@@ -2,10 +2,12 @@
 // into a memory image, for the gated order of instant snapshots
 // (qemu/memory_relay.hh has the protocol; docs/snapshots.md the why).
 //
-//   virtsnap-relay OFFSET SKIP
+//   virtsnap-relay OFFSET SKIP [direct]
 //     fd 3  the read end of the gate pipe QEMU writes the stream into
 //     fd 4  the read end of the control pipe from virtsnapd
 //     fd 5  the memory image, written from OFFSET on (never read, never seeked)
+//   "direct": the stream of a paused guest, written with O_DIRECT where the
+//   file system takes it (relay_direct_copy.hh); elsewhere as without it.
 //
 // It is a separate process, in its own session, so that the stream keeps
 // flowing when virtsnapd dies: a broken stream leaves QEMU 7.2 unable to
@@ -21,6 +23,8 @@
 #include <cstring>
 
 #include <csignal>
+
+#include "qemu/relay_direct_copy.hh"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -98,12 +102,16 @@ void start_writeback(off_t &from, off_t to) {
     from = to;
 }
 
+// The errno of the first failure as the exit status (125 and up are taken).
+int exit_code(int failure) { return failure == 0 ? 0 : (failure < kUsage ? failure : kUsage - 1); }
+
 }  // namespace
 
 int main(int argc, char **argv) {
     uint64_t offset = 0, filler = 0;
-    if (argc != 3 || !parse_u64(argv[1], offset) || !parse_u64(argv[2], filler)) {
-        std::fprintf(stderr, "usage: virtsnap-relay OFFSET SKIP (fds 3: stream, 4: control, 5: image)\n");
+    bool direct = argc == 4 && std::strcmp(argv[3], "direct") == 0;
+    if ((argc != 3 && !direct) || !parse_u64(argv[1], offset) || !parse_u64(argv[2], filler)) {
+        std::fprintf(stderr, "usage: virtsnap-relay OFFSET SKIP [direct] (fds 3: stream, 4: control, 5: image)\n");
         return kUsage;
     }
     static char buf[kChunk];
@@ -118,6 +126,17 @@ int main(int argc, char **argv) {
     // then writes device state (guest paused) without waiting for us.
     (void)::fcntl(kStream, F_SETPIPE_SZ, int(kChunk));
     if (int e = skip(filler, buf)) return e;
+
+    if (direct) {
+        // The same file opened again: O_DIRECT is a property of the open file.
+        int image_direct = ::open("/proc/self/fd/5", O_WRONLY | O_DIRECT | O_CLOEXEC);
+        if (image_direct >= 0) {
+            int failure = virtsnap::relay::direct_copy(kStream, kImage, image_direct, offset, g_abandoned);
+            if (failure)
+                std::fprintf(stderr, "virtsnap-relay: cannot write the memory image: %s\n", std::strerror(failure));
+            return exit_code(failure);
+        }
+    }
 
     off_t off = off_t(offset), writeback_from = off;
     int failure = 0;
@@ -168,5 +187,5 @@ int main(int argc, char **argv) {
             (void)::ftruncate(kImage, off_t(offset));
         }
     }
-    return failure == 0 ? 0 : (failure < kUsage ? failure : kUsage - 1);
+    return exit_code(failure);
 }

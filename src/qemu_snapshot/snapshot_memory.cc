@@ -288,6 +288,7 @@ Status write_memory_image(qemu::Monitor &mon, const std::string &path, const Mem
     mo.tracker = opts.tracker;
     mo.capabilities = opts.capabilities;
     mo.mapped_ram = opts.mapped_ram;
+    mo.direct_io = opts.direct_io;
     auto migrated = qemu::migrate_memory_to_fd(mon, writer.fd(), mo);
     if (!migrated) {
         writer.abort();

@@ -49,6 +49,9 @@ struct MemoryImageOptions {
     // Set: a sparse image (mapped-ram layout, save image format 6). Not for
     // the instant method: its stream goes through the gate pipe.
     std::optional<qemu::MappedRam> mapped_ram;
+    // The raw stream written by virtsnap-relay with O_DIRECT
+    // (MemoryMigrationOptions::direct_io). Not for the instant method.
+    bool direct_io = false;
     // Non-null: the image's flush (SaveImageWriter::finalize: fsync, the complete
     // magic, fsync) may be left for later. When the image allows it
     // (finalize_deferrable), write_memory_image stores it here and returns once
