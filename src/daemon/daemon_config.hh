@@ -38,7 +38,7 @@ struct DaemonConfig {
     // "parallel.channels"); 0 leaves it to QEMU's migration thread alone.
     unsigned memory_image_channels = 2;
     // How a raw memory image written while the guest is paused (memory
-    // snapshots without the instant method, save, managed save) reaches the
+    // snapshots without LIVE, save, managed save) reaches the
     // disk: "auto" streams it through virtsnap-relay with O_DIRECT when the
     // guest's RAM exceeds what the page cache takes before background
     // writeback, else QEMU writes the file through the page cache; "always"

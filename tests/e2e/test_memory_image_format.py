@@ -34,10 +34,8 @@ Debian 12's QEMU 7.2 and once on QEMU 10):
 
 Both: invalid values of the three settings stop virtsnapd at start-up with a
 configuration error."""
-import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import time
@@ -45,6 +43,8 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vstest  # noqa: E402
+import memimage  # noqa: E402
+from memimage import FMT_SPARSE, img_check, img_info, parse_image, summary  # noqa: E402
 
 t = vstest.Tap()
 env = vstest.Env(t, start_daemon=False)
@@ -52,9 +52,9 @@ import libvirt  # noqa: E402
 
 RAM_MIB = 192
 RAM = RAM_MIB << 20
-HEADER = struct.Struct("<16sIIIII56s")   # magic, version, data_len, was_running, format, cookieOffset, unused[14]
-FMT_RAW, FMT_SPARSE = 0, 6
 CONF = os.path.join(env.root, "etc", "virtsnapd.conf")
+mi = memimage.Checks(env, t, CONF)
+restart_daemon = mi.restart_daemon
 SPARSE_CONF = 'snapshot_image_format = "sparse"\nsave_image_format = "sparse"\nmemory_image_channels = 3\n'
 MANAGED = os.path.join(env.root, "lib", "qemu", "save", "g1.save")
 
@@ -72,41 +72,6 @@ if VERSION is None:
 MAPPED_RAM = VERSION >= (9, 0)   # QEMU 9.0 added the mapped-ram migration capability
 t.note("emulator %s: QEMU %d.%d, mapped-ram %s" % (env.emulator, VERSION[0], VERSION[1],
                                                    "expected" if MAPPED_RAM else "absent"))
-
-
-def write_conf(text):
-    os.makedirs(os.path.dirname(CONF), exist_ok=True)
-    with open(CONF, "w") as f:
-        f.write(text)
-
-
-def restart_daemon(conf, label):
-    env.daemon.stop()
-    write_conf(conf)
-    t.ok(env.daemon.start(), "virtsnapd starts with %s" % label, env.daemon.log_text()[-2000:])
-
-
-def parse_image(path):
-    """An independent reader of the save image's header; a dict, or None when unreadable."""
-    try:
-        st = os.stat(path)
-        with open(path, "rb") as f:
-            raw = f.read(HEADER.size)
-            magic, version, data_len, was_running, fmt, cookie_off, unused = HEADER.unpack(raw)
-            data = f.read(data_len)
-            f.seek(HEADER.size + data_len)
-            stream = f.read(8)
-    except (OSError, struct.error):
-        return None
-    nul = data.find(b"\0")
-    return {"magic": magic, "version": version, "data_len": data_len, "was_running": was_running, "format": fmt,
-            "cookie_off": cookie_off, "unused_zero": unused == b"\0" * 56,
-            "xml": data[:nul].decode(errors="replace") if nul >= 0 else "", "stream": stream,
-            "size": st.st_size, "allocated": st.st_blocks * 512}
-
-
-def summary(h):
-    return repr({k: v for k, v in (h or {}).items() if k != "xml"})
 
 
 def check_sparse_image(label, path, was_running):
@@ -135,127 +100,14 @@ def check_sparse_image(label, path, was_running):
     return h
 
 
-def check_raw_image(label, path, was_running=1):
-    h = parse_image(path)
-    t.ok(h is not None and h["magic"] == b"LibvirtQemudSave" and h["version"] == 2 and h["format"] == FMT_RAW and
-         h["was_running"] == was_running and h["stream"][:4] == b"QEVM",
-         "%s: complete image, format 0 (the plain stream)" % label, summary(h))
-    return h
-
-
-def img_info(path, chain=False):
-    cmd = ["qemu-img", "info", "-U", "--output=json"] + (["--backing-chain"] if chain else []) + [path]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
-def img_check(path):
-    out = ""
-    for _ in range(3):   # -U may race QEMU growing an image it has open: read it again
-        r = subprocess.run(["qemu-img", "check", "-U", path], capture_output=True, text=True)
-        out = r.stdout + r.stderr
-        if r.returncode == 0:
-            return True, out
-        time.sleep(0.5)
-    return False, out
-
-
-def images():
-    return sorted(os.listdir(env.images))
-
-
-def snap_names():
-    return [n for n in env.virsh("snapshot-list", "g1", "--name").out.split() if n]
-
-
-def state():
-    return env.virsh("domstate", "g1", "--reason").out.strip()
-
-
-def readies():
-    return env.serial_text("g1").count("VSGUEST ready")
-
-
-def hb_from(offset):
-    """[(seq, guest_ms)] of the heartbeat lines after byte `offset` of the serial log."""
-    return [(int(m.group(1)), float(m.group(2)))
-            for m in re.finditer(r"VSHB (\d+) ([\d.]+) gap=\d+", env.serial_text("g1")[offset:])]
-
-
-def last_seq(text_len=None):
-    text = env.serial_text("g1")
-    seqs = [int(s) for s in re.findall(r"VSHB (\d+) [\d.]+ gap=\d+", text[:text_len] if text_len else text)]
-    return seqs[-1] if seqs else None
-
-
-def progresses(label):
-    n = len(env.serial_text("g1"))
-    t.ok(env.wait_serial("g1", r"VSHB \d+ [\d.]+ gap=\d+", timeout=30, start=n) is not None,
-         "%s: guest running, heartbeats progressing" % label)
-
-
-def frozen():
-    """(serial offset, last seq) once the guest is stopped (saved)."""
-    return len(env.serial_text("g1")), last_seq()
-
-
-def check_continues(label, point, readies_before):
-    """After a restore: the first heartbeats follow the saved one, no reboot (test_save_restore's evidence)."""
-    offset, seq = point
-    deadline = time.time() + 30
-    nxt = []
-    while time.time() < deadline:
-        nxt = [s for s, _ in hb_from(offset)][:3]
-        if len(nxt) == 3:
-            break
-        time.sleep(0.2)
-    t.ok(seq is not None and len(nxt) == 3 and nxt[0] in (seq + 1, seq + 2) and nxt == sorted(nxt),
-         "%s: heartbeat continues after seq %s" % (label, seq), "next=%r" % nxt)
-    t.eq(readies(), readies_before, "%s: guest did not reboot" % label)
-
-
-def after_revert(offset, prev):
-    """The heartbeats the reverted guest printed: those after the first step back in
-    the sequence (the old QEMU may have printed a few more after `offset`)."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        hb = hb_from(offset)
-        p = prev
-        for i, (s, _) in enumerate(hb):
-            if s <= p:
-                if len(hb) - i >= 3:
-                    return hb[i:]
-                break
-            p = s
-        time.sleep(0.2)
-    return []
-
-
-def check_revert(label, window, offset, prev, readies_before):
-    """The reverted guest continues from inside the snapshot call's window (test_instant_pause's evidence)."""
-    lo, hi = window
-    post = after_revert(offset, prev)
-    first = post[0][0] if post else None
-    t.ok(first is not None and lo is not None and lo < first <= hi + 2 and first < prev,
-         "%s: heartbeat continues from inside the snapshot call (%s < %s <= %s + 2), back from %s" %
-         (label, lo, first, hi, prev), "post=%r" % post[:5])
-    t.eq(readies(), readies_before, "%s: guest did not reboot" % label)
-
-
 def guest_xml():
     # append='on' keeps the serial log across QEMU restarts (revert, restore).
     xml = env.guest_xml("g1", disks=(("vda", 16),), memory_mib=RAM_MIB, heartbeat_ms=20)
-    return xml.replace("<source path='%s'/>" % env.serial_log("g1"),
-                       "<source path='%s' append='on'/>" % env.serial_log("g1"))
+    return mi.serial_appended(xml)
 
 
 def boot():
-    path = os.path.join(env.tmp, "g1.xml")
-    with open(path, "w") as f:
-        f.write(guest_xml())
-    env.virsh_ok("define g1", "define", path)
-    env.virsh_ok("start g1", "start", "g1")
-    t.ok(env.wait_serial("g1", r"VSGUEST ready", timeout=180) is not None, "g1 boots", env.serial_text("g1")[-1500:])
+    mi.boot(guest_xml())
     env.wait_counter("g1")  # the frozen images are checked for a consistent counter
     time.sleep(1.0)
 
@@ -297,7 +149,7 @@ def live_snapshots(name):
             t.skip(label, "the host cannot take instant snapshots: " + err)
         return
     t.ok(err is None, labels[0], err)
-    check_raw_image(labels[1], mem)
+    mi.check_raw_image(labels[1], mem)
     t.eq(env.domain_state("g1"), "running", labels[2])
     good, out = img_check(overlay)
     chain = img_info(overlay, chain=True)
@@ -305,27 +157,16 @@ def live_snapshots(name):
          out + "\n%r" % chain)
     r, mem2, _ = memory_snapshot(name, "--live")
     t.ok(r.ok, labels[4], r)
-    check_raw_image(labels[5], mem2)
+    mi.check_raw_image(labels[5], mem2)
 
 
 # ================= configuration errors (no guest needed) =================
 for conf, label in (('snapshot_image_format = "bogus"\n', "snapshot_image_format = \"bogus\""),
                     ('save_image_format = "bogus"\n', "save_image_format = \"bogus\""),
                     ("memory_image_channels = -1\n", "memory_image_channels = -1")):
-    write_conf(conf)
-    e = dict(os.environ)
-    e.setdefault("VIRTSNAP_KVM", "0")
-    try:
-        cp = subprocess.run([env.daemon.binary, "--root", env.root], capture_output=True, text=True, timeout=20,
-                            env=e)
-        rc, err = cp.returncode, cp.stderr
-    except subprocess.TimeoutExpired:
-        rc, err = None, "virtsnapd kept running"
-    t.ok(rc not in (0, None) and "virtsnapd.conf" in err and "unknown setting" not in err,
-         "%s: virtsnapd refuses to start with a configuration error (a known key, a bad value)" % label,
-         "rc=%r\n%s" % (rc, err))
+    mi.refuses_to_start(conf, label)
 
-write_conf(SPARSE_CONF)
+mi.write_conf(SPARSE_CONF)
 if not env.daemon.start():
     t.ok(False, "virtsnapd starts with the sparse configuration", env.daemon.log_text()[-3000:])
     t.finish()
@@ -340,7 +181,7 @@ if MAPPED_RAM:
     l0 = len(env.serial_text("g1"))
     r, mem1, ov1 = memory_snapshot("s1")
     l1 = len(env.serial_text("g1"))
-    window1 = (last_seq(l0), last_seq(l1))
+    window1 = (mi.last_seq(l0), mi.last_seq(l1))
     t.ok(r.ok, "s1: non-live memory snapshot of the running guest", r)
     check_sparse_image("s1 memory", mem1, 1)
     r = env.virsh("snapshot-dumpxml", "g1", "s1")
@@ -355,7 +196,7 @@ if MAPPED_RAM:
     t.ok(chain is not None and len(chain) == 2 and chain[1]["filename"] == vda0,
          "s1: qemu-img info --backing-chain: the overlay is backed by the old image", chain)
     t.eq(env.domain_state("g1"), "running", "s1: guest running afterwards")
-    progresses("s1")
+    mi.progresses("s1")
     n_snap, consistent, raw = env.read_counter(vda0)
     t.ok(n_snap is not None and consistent, "s1: the frozen image holds a consistent counter (%s)" % n_snap, raw)
 
@@ -374,9 +215,9 @@ if MAPPED_RAM:
     time.sleep(2.0)  # the guest runs on well past s1
 
     # 3. revert to s1 (sparse memory): the snapshot's instant comes back
-    rb = readies()
-    files_before = set(images())
-    prev, off = last_seq(), len(env.serial_text("g1"))
+    rb = mi.readies()
+    files_before = set(mi.images())
+    prev, off = mi.last_seq(), len(env.serial_text("g1"))
     env.virsh_ok("revert to s1 --paused", "snapshot-revert", "g1", "s1", "--paused")
     t.eq(env.domain_state("g1"), "paused", "revert --paused: paused")
     top = env.disk_path("g1", "vda")
@@ -389,64 +230,59 @@ if MAPPED_RAM:
     t.ok(chain is not None and len(chain) == 2 and chain[1]["filename"] == vda0,
          "revert --paused: the new overlay is backed by s1's image", chain)
     env.virsh_ok("resume after the revert", "resume", "g1")
-    check_revert("revert --paused + resume", window1, off, prev, rb)
+    mi.check_revert("revert --paused + resume", window1, off, prev, rb)
     t.eq(env.virsh("snapshot-current", "g1", "--name").out.strip(), "s1", "revert: s1 is current")
     time.sleep(1.5)
 
-    rb = readies()
-    prev, off = last_seq(), len(env.serial_text("g1"))
-    env.virsh_ok("virsh snapshot-revert g1 s1", "snapshot-revert", "g1", "s1")
-    t.eq(env.domain_state("g1"), "running", "revert: running (the snapshot's state)")
-    check_revert("revert", window1, off, prev, rb)
-    progresses("revert")
+    mi.revert_running("revert", "s1", window1)
     good, out = img_check(env.disk_path("g1", "vda"))
     t.ok(good, "revert: qemu-img check of the new overlay", out)
 
     # 4. save / restore
-    rb = readies()
+    rb = mi.readies()
     img = os.path.join(env.images, "g1.save")
     env.virsh_ok("virsh save (sparse)", "save", "g1", img)
-    saved = frozen()
-    t.eq(state(), "shut off (saved)", "save: shut off (saved)")
+    saved = mi.frozen()
+    t.eq(mi.state(), "shut off (saved)", "save: shut off (saved)")
     check_sparse_image("save image", img, 1)
     env.virsh_ok("virsh restore of the sparse image", "restore", img)
-    t.eq(state(), "running (restored)", "restore: running (restored)")
-    check_continues("restore", saved, rb)
+    t.eq(mi.state(), "running (restored)", "restore: running (restored)")
+    mi.check_continues("restore", saved, rb)
 
     # 5. managed save / start
-    rb = readies()
+    rb = mi.readies()
     env.virsh_ok("virsh managedsave (sparse)", "managedsave", "g1")
-    msaved = frozen()
-    t.eq(state(), "shut off (saved)", "managedsave: shut off (saved)")
+    msaved = mi.frozen()
+    t.eq(mi.state(), "shut off (saved)", "managedsave: shut off (saved)")
     t.ok(re.search(r"Managed save:\s+yes", env.virsh("dominfo", "g1").out), "dominfo: Managed save: yes")
     check_sparse_image("managed save image", MANAGED, 1)
     env.virsh_ok("start from the managed save", "start", "g1")
-    t.eq(state(), "running (restored)", "start resumes the managed save")
-    check_continues("managed save start", msaved, rb)
+    t.eq(mi.state(), "running (restored)", "start resumes the managed save")
+    mi.check_continues("managed save start", msaved, rb)
     t.ok(not os.path.exists(MANAGED), "managed save image removed after the start")
 
     # The header decides how an image is read: a daemon back on "raw" restores the sparse image.
     restart_daemon("", "the default configuration")
     env.virsh_ok("destroy", "destroy", "g1")
-    rb = readies()
+    rb = mi.readies()
     point = (len(env.serial_text("g1")), saved[1])   # the image still holds the guest at the saved heartbeat
     env.virsh_ok("restore of the sparse image by a daemon configured raw", "restore", img)
-    t.eq(state(), "running (restored)", "raw daemon, sparse image: running (restored)")
-    check_continues("raw daemon, sparse image", point, rb)
+    t.eq(mi.state(), "running (restored)", "raw daemon, sparse image: running (restored)")
+    mi.check_continues("raw daemon, sparse image", point, rb)
 else:
     # ================= QEMU without mapped-ram: refused before anything is touched =================
     def refused(label, r, before, vda):
         t.ok(not r.ok and "error: Operation not supported" in r.err and "mapped-ram" in r.err,
              "%s: refused, Operation not supported naming mapped-ram" % label, r)
-        t.eq(images(), before, "%s: no memory file, no overlay" % label)
-        t.eq(snap_names(), [], "%s: no snapshot listed" % label)
+        t.eq(mi.images(), before, "%s: no memory file, no overlay" % label)
+        t.eq(mi.snap_names(), [], "%s: no snapshot listed" % label)
         t.eq(env.disk_path("g1", "vda"), vda, "%s: the disk is unchanged" % label)
 
-    before = images()
+    before = mi.images()
     r, mem1, ov1 = memory_snapshot("s1")
     refused("non-live memory snapshot", r, before, vda0)
     t.eq(env.domain_state("g1"), "running", "non-live memory snapshot: guest still running")
-    progresses("non-live memory snapshot")
+    mi.progresses("non-live memory snapshot")
 
     env.virsh_ok("suspend", "suspend", "g1")
     r, _, _ = memory_snapshot("s1p")
@@ -471,8 +307,8 @@ else:
         t.ok(code == libvirt.VIR_ERR_OPERATION_UNSUPPORTED and "mapped-ram" in msg,
              "%s: VIR_ERR_OPERATION_UNSUPPORTED (%d) naming mapped-ram" % (label, libvirt.VIR_ERR_OPERATION_UNSUPPORTED),
              "code=%r %s" % (code, msg))
-    t.eq(images(), before, "python calls: nothing created")
-    t.eq(snap_names(), [], "python calls: no snapshot listed")
+    t.eq(mi.images(), before, "python calls: nothing created")
+    t.eq(mi.snap_names(), [], "python calls: no snapshot listed")
     conn.close()
 
     img = os.path.join(env.images, "g1.save")
@@ -488,8 +324,8 @@ else:
     t.ok(not os.path.exists(MANAGED), "virsh managedsave: no managed save image")
     t.ok(re.search(r"Managed save:\s+no", env.virsh("dominfo", "g1").out), "virsh managedsave: Managed save: no")
     t.eq(env.domain_state("g1"), "running", "virsh managedsave: guest still running")
-    t.eq(images(), before, "after the refusals: no file in the image directory")
-    progresses("after the refusals")
+    t.eq(mi.images(), before, "after the refusals: no file in the image directory")
+    mi.progresses("after the refusals")
 
     # instant (and LIVE by the instant method) memory snapshots keep the plain stream: not refused
     live_snapshots("s2")
@@ -499,15 +335,15 @@ else:
 # ================= the default ("raw"): format 0 =================
 r, memd, ovd = memory_snapshot("d1")
 t.ok(r.ok, "default: non-live memory snapshot", r)
-check_raw_image("default: snapshot memory", memd)
+mi.check_raw_image("default: snapshot memory", memd)
 t.eq(env.domain_state("g1"), "running", "default: guest running after the snapshot")
-rb = readies()
+rb = mi.readies()
 img0 = os.path.join(env.images, "g1-raw.save")
 env.virsh_ok("default: virsh save", "save", "g1", img0)
-saved0 = frozen()
-check_raw_image("default: save image", img0)
+saved0 = mi.frozen()
+mi.check_raw_image("default: save image", img0)
 env.virsh_ok("default: virsh restore", "restore", img0)
-t.eq(state(), "running (restored)", "default: restore: running (restored)")
-check_continues("default: restore", saved0, rb)
+t.eq(mi.state(), "running (restored)", "default: restore: running (restored)")
+mi.check_continues("default: restore", saved0, rb)
 
 t.finish()
