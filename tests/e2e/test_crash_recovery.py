@@ -6,9 +6,14 @@ without the hook. After each restart: the guest runs (or stays paused when it
 was), no journal is left, every image passes qemu-img check, no file in the
 images directory that nothing references, the snapshot list matches the files
 (committed snapshots exist with their files, the others left nothing), and the
-disk sources in dumpxml are the images QEMU actually has open."""
+disk sources in dumpxml are the images QEMU actually has open. The memory
+snapshot runs again with its image written by virtsnap-relay with O_DIRECT
+(memory_image_direct_io = "always"), also with the daemon killed while the
+relay writes: no relay outlives the recovery."""
 import os
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vstest  # noqa: E402
@@ -23,12 +28,18 @@ def crash_and_restart(label, dom, args, step):
     return cc.run_with_crash(label, step, "snapshot-create-as", dom, *args)
 
 
-env.define_guest("c1", disks=(("vda", 16), ("vdb", 16)), heartbeat_ms=50)
+# Some RAM filled, so that a memory image takes long enough to be caught mid-stream.
+env.define_guest("c1", disks=(("vda", 16), ("vdb", 16)), heartbeat_ms=50, fill_mib=96)
 env.virsh_ok("start c1", "start", "c1")
 t.ok(env.wait_serial("c1", r"VSGUEST ready", timeout=180) is not None, "c1 ready", env.serial_text("c1")[-1500:])
 
 
 guest_progresses = cc.guest_progresses
+
+
+def memory_args(name):
+    return (name, "--memspec", "file=%s/%s.mem,snapshot=external" % (env.images, name),
+            "--diskspec", "vda,snapshot=external", "--diskspec", "vdb,snapshot=external")
 
 
 # (mode, args builder, [(step, committed?)])
@@ -51,8 +62,7 @@ for mode, steps in (("disk-only", DISK_ONLY), ("memory", MEMORY), ("internal", I
         if mode == "disk-only":
             args = (name, "--disk-only", "--atomic")
         elif mode == "memory":
-            args = (name, "--memspec", "file=%s/%s.mem,snapshot=external" % (env.images, name),
-                    "--diskspec", "vda,snapshot=external", "--diskspec", "vdb,snapshot=external")
+            args = memory_args(name)
         else:
             args = (name,)
         label = "%s killed at %s" % (mode, step)
@@ -60,6 +70,47 @@ for mode, steps in (("disk-only", DISK_ONLY), ("memory", MEMORY), ("internal", I
         t.ok(killed, "%s: daemon killed at the step" % label, env.daemon.log_text()[-1500:])
         check(label, "c1", "running", name, expect_exists=step in COMMITTED_BY_MODE.get(mode, COMMITTED))
         guest_progresses(label, "c1")
+
+# the memory image through virtsnap-relay with O_DIRECT
+conf = os.path.join(env.root, "etc", "virtsnapd.conf")
+os.makedirs(os.path.dirname(conf), exist_ok=True)
+with open(conf, "w") as f:
+    f.write('memory_image_direct_io = "always"\n')
+for step in ("memory", "memory-flush", "memory:done", "commit"):
+    i += 1
+    name = "c%d" % i
+    label = "memory through the relay, killed at %s" % step
+    killed = crash_and_restart(label, "c1", memory_args(name), step)
+    t.ok(killed, "%s: daemon killed at the step" % label, env.daemon.log_text()[-1500:])
+    check(label, "c1", "running", name, expect_exists=step in COMMITTED_BY_MODE["memory"])
+    guest_progresses(label, "c1")
+    t.eq(vstest.relays_holding(env.images), [], "%s: no virtsnap-relay left" % label)
+
+i += 1
+name = "c%d" % i
+label = "memory through the relay, daemon killed while the relay writes"
+mem = os.path.join(env.images, name + ".mem")
+run = threading.Thread(target=env.virsh, args=("snapshot-create-as", "c1") + memory_args(name))
+run.start()
+deadline, seen = time.time() + 120, False
+while not seen and run.is_alive() and time.time() < deadline:
+    seen = bool(vstest.relays_holding(mem, wait=0))
+    if not seen:
+        time.sleep(0.002)
+if seen:
+    env.daemon.kill9()
+run.join()
+if not seen:
+    t.skip(label, "the image was written before a relay was seen")
+    env.virsh("snapshot-delete", "c1", name)
+else:
+    t.ok(env.daemon.start(), "%s: daemon restarts" % label, env.daemon.log_text()[-3000:])
+    check(label, "c1", "running", name, expect_exists=False)
+    guest_progresses(label, "c1")
+    t.eq(vstest.relays_holding(env.images, wait=30), [], "%s: no virtsnap-relay left" % label)
+os.unlink(conf)
+env.daemon.stop()
+t.ok(env.daemon.start(), "daemon restarts with the default configuration", env.daemon.log_text()[-3000:])
 
 # a domain the user paused stays paused (no pause intent: the job did not pause it)
 env.virsh_ok("suspend c1", "suspend", "c1")

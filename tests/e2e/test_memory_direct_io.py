@@ -85,32 +85,6 @@ def writeback_threshold():
     return int(m.group(1)) * 1024 // 100 * ratio
 
 
-def relays_holding(prefix, wait=3.0):
-    """Pids of virtsnap-relay processes with a file under `prefix` open (after up to `wait` s)."""
-    deadline = time.time() + wait
-    while True:
-        pids = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/comm" % pid) as f:
-                    if f.read().strip() != "virtsnap-relay":
-                        continue
-                for fd in os.listdir("/proc/%s/fd" % pid):
-                    try:
-                        if os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(prefix):
-                            pids.append(int(pid))
-                            break
-                    except OSError:
-                        pass
-            except OSError:
-                pass
-        if not pids or time.time() >= deadline:
-            return pids
-        time.sleep(0.2)
-
-
 def relayed(label, before, expected, what="the memory image"):
     """The relay's log line appeared (once) or not since `before`."""
     n = relay_lines() - before
@@ -121,7 +95,7 @@ def relayed(label, before, expected, what="the memory image"):
 
 
 def no_relay_left(label):
-    t.eq(relays_holding(env.tmp), [], "%s: no virtsnap-relay left holding the test's files" % label)
+    t.eq(vstest.relays_holding(env.tmp), [], "%s: no virtsnap-relay left holding the test's files" % label)
 
 
 def save_restore(label, *save_flags, expect_relay):

@@ -105,6 +105,32 @@ class Tap:
         sys.exit(1 if self.failed else 0)
 
 
+def relays_holding(prefix, wait=3.0):
+    """Pids of virtsnap-relay processes with a file under `prefix` open (after up to `wait` s)."""
+    deadline = time.time() + wait
+    while True:
+        pids = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/comm" % pid) as f:
+                    if f.read().strip() != "virtsnap-relay":
+                        continue
+                for fd in os.listdir("/proc/%s/fd" % pid):
+                    try:
+                        if os.readlink("/proc/%s/fd/%s" % (pid, fd)).startswith(prefix):
+                            pids.append(int(pid))
+                            break
+                    except OSError:
+                        pass
+            except OSError:
+                pass
+        if not pids or time.time() >= deadline:
+            return pids
+        time.sleep(0.2)
+
+
 def build_guest():
     """Returns (kernel, initrd) of the test guest, or None with a reason."""
     cache = os.environ.get("VIRTSNAP_GUEST_CACHE", os.path.join(GUEST_DIR, "cache"))
