@@ -11,6 +11,8 @@
 #include <libvirt/libvirt.h>
 
 #include <map>
+#include <memory>
+#include <optional>
 #include <mutex>
 
 using namespace virtsnap;
@@ -73,16 +75,25 @@ std::unique_ptr<Monitor> connect(Tap &tap, FakeQemu &q) {
     return m ? std::move(m).value() : nullptr;
 }
 
+// A monitor on `q` and the capabilities it reports now.
+std::optional<MigrationCapabilityChange> begin(Tap &tap, FakeQemu &q, std::unique_ptr<Monitor> &mon) {
+    mon = connect(tap, q);
+    if (!mon) return std::nullopt;
+    auto change = MigrationCapabilityChange::query(*mon);
+    tap.ok(change.has_value(), "query", change ? "" : change.error().message());
+    if (!change) return std::nullopt;
+    return std::move(change).value();
+}
+
 }  // namespace
 
 int main() {
     Tap tap;
     {   // the edges of one migration: query, want, apply, restore
         FakeQemu q;
-        auto mon = connect(tap, q);
-        if (!mon) return tap.finish();
-        auto change = MigrationCapabilityChange::query(*mon);
-        if (!tap.ok(change.has_value(), "query", change ? "" : change.error().message())) return tap.finish();
+        std::unique_ptr<Monitor> mon;
+        auto change = begin(tap, q, mon);
+        if (!change) return tap.finish();
         tap.eq(change->supported().size(), size_t(3), "query: the capabilities QEMU knows");
         tap.ok(change->require("background-snapshot").has_value(), "require: a capability QEMU has");
         change->want("events", true);
@@ -106,9 +117,8 @@ int main() {
     }
     {   // nothing to change: nothing sent, on either side
         FakeQemu q;
-        auto mon = connect(tap, q);
-        if (!mon) return tap.finish();
-        auto change = MigrationCapabilityChange::query(*mon);
+        std::unique_ptr<Monitor> mon;
+        auto change = begin(tap, q, mon);
         if (!change) return tap.finish();
         change->want("multifd", true);
         tap.ok(change->apply(*mon).has_value(), "no change: apply");
@@ -117,9 +127,8 @@ int main() {
     }
     {   // a capability QEMU lacks: refused with libvirt's code, nothing sent
         FakeQemu q;
-        auto mon = connect(tap, q);
-        if (!mon) return tap.finish();
-        auto change = MigrationCapabilityChange::query(*mon);
+        std::unique_ptr<Monitor> mon;
+        auto change = begin(tap, q, mon);
         if (!change) return tap.finish();
         auto st = change->require("mapped-ram");
         tap.ok(!st && st.error().code == VIR_ERR_OPERATION_UNSUPPORTED &&
@@ -130,9 +139,8 @@ int main() {
     }
     {   // apply refused by QEMU: the error, and restore has nothing to put back
         FakeQemu q;
-        auto mon = connect(tap, q);
-        if (!mon) return tap.finish();
-        auto change = MigrationCapabilityChange::query(*mon);
+        std::unique_ptr<Monitor> mon;
+        auto change = begin(tap, q, mon);
         if (!change) return tap.finish();
         change->want("background-snapshot", true);
         q.refuse_set = true;
@@ -146,9 +154,8 @@ int main() {
     }
     {   // restore refused by QEMU: logged, not thrown; the job's outcome stands
         FakeQemu q;
-        auto mon = connect(tap, q);
-        if (!mon) return tap.finish();
-        auto change = MigrationCapabilityChange::query(*mon);
+        std::unique_ptr<Monitor> mon;
+        auto change = begin(tap, q, mon);
         if (!change) return tap.finish();
         change->want("events", true);
         tap.ok(change->apply(*mon).has_value(), "restore refused: apply");
