@@ -283,9 +283,11 @@ def probe_parser(doc, reps):
     return ap
 
 
-def qemu_version(qemu):
-    """`qemu --version`'s first line: a probe's result file is headed and named by it."""
-    return subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+def probe_args(parser):
+    """A probe's parsed command line and `--qemu`'s version line, which heads and names
+    its result file."""
+    args = parser.parse_args()
+    return args, subprocess.run([args.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
 
 def version_tag(version):
@@ -299,6 +301,12 @@ def write_result(name, text):
     with open(path, "w") as f:
         f.write(text)
     return path
+
+
+def write_probe_result(prefix, version, header, table):
+    """Prints a probe's table and writes it, under `header`, to results/PREFIX-<version tag>.md."""
+    print(table)
+    print("written to", write_result(prefix + "-" + version_tag(version) + ".md", f"{header}\n\n{table}\n"))
 
 
 def log(msg):

@@ -24,6 +24,7 @@ usage: probe_instant_gate.py [--qemu BINARY] [--ram MIB ...] [--reps N]
 The table goes to bench/results/instant-gate-<QEMU version>.md.
 """
 import array
+import contextlib
 import fcntl
 import json
 import os
@@ -144,6 +145,17 @@ def start_guest(qemu, ram, workdir):
     return proc, qmp
 
 
+@contextlib.contextmanager
+def running_guest(qemu, ram, workdir):
+    """start_guest's QEMU and QMP client, the QEMU killed on the way out."""
+    proc, qmp = start_guest(qemu, ram, workdir)
+    try:
+        yield proc, qmp
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def prepare_background_snapshot(qmp):
     """The migration settings virtsnapd's instant snapshot makes (snapshot_memory.cc:
     events, background-snapshot, libvirt's "unlimited" max-bandwidth), so that the
@@ -151,6 +163,16 @@ def prepare_background_snapshot(qmp):
     qmp.call("migrate-set-capabilities", {"capabilities": [
         {"capability": "background-snapshot", "state": True}, {"capability": "events", "state": True}]})
     qmp.call("migrate-set-parameters", {"max-bandwidth": (2**63 - 1) // 2**20 * 2**20})
+
+
+def snapshot_pause(qmp, since, timeout):
+    """(STOP time, RESUME time, query-migrate) of the completed background snapshot
+    whose commands began at `since`; raises when it did not complete."""
+    info = qmp.call("query-migrate")
+    if info.get("status") != "completed":
+        raise RuntimeError(f"migration {info.get('status')}")
+    stop = qmp.event_time("STOP", since - 0.001)
+    return stop, qmp.wait_event("RESUME", stop, timeout=timeout), info
 
 
 def stop_first(qmp, image):
@@ -202,8 +224,7 @@ def gated(qmp, qemu_pid, image):
 
 def one_snapshot(qemu, ram, order, workdir):
     """(pause ms, QEMU setup-time) of one snapshot, or why `order` does not apply."""
-    proc, qmp = start_guest(qemu, ram, workdir)
-    try:
+    with running_guest(qemu, ram, workdir) as (proc, qmp):
         prepare_background_snapshot(qmp)
         with open(os.path.join(workdir, "memory.img"), "wb") as image:
             started = time.time()
@@ -218,20 +239,12 @@ def one_snapshot(qemu, ram, order, workdir):
                 time.sleep(0.05)
             if relay:
                 relay.join()
-        info = qmp.call("query-migrate")
-        if info.get("status") != "completed":
-            raise RuntimeError(f"migration {info.get('status')}")
-        stop = qmp.event_time("STOP", started - 0.001)
-        resume = qmp.wait_event("RESUME", stop, timeout=1)
+        stop, resume, info = snapshot_pause(qmp, started, timeout=1)
         return (resume - stop) * 1000, info.get("setup-time")
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def main():
-    args = bl.probe_parser(__doc__, reps=3).parse_args()
-    version = bl.qemu_version(args.qemu)
+    args, version = bl.probe_args(bl.probe_parser(__doc__, reps=3))
     rows = []
     with tempfile.TemporaryDirectory(prefix="gateprobe-") as workdir:
         for ram in args.ram:
@@ -247,9 +260,7 @@ def main():
                                  ", ".join(str(r[1]) for r in runs) + " ms"])
                 bl.log(f"{ram} MiB {order}: {rows[-1][2]}")
     table = bl.md_table(["RAM", "order", "pause (STOP->RESUME), median [min-max]", "QEMU setup-time"], rows)
-    name = "instant-gate-" + bl.version_tag(version) + ".md"
-    print(table)
-    print("written to", bl.write_result(name, f"{version}, {args.reps} reps\n\n{table}\n"))
+    bl.write_probe_result("instant-gate", version, f"{version}, {args.reps} reps", table)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
 from bench_snapshot import dd_rate  # noqa: E402
-from probe_instant_gate import start_guest  # noqa: E402
+from probe_instant_gate import running_guest  # noqa: E402
 
 HEADER = 92 + 65536  # a save image's header and XML padding
 
@@ -99,16 +99,14 @@ def one_write(qmp, method, path):
 def main():
     ap = bl.probe_parser(__doc__, reps=2)
     ap.add_argument("--methods", default="plain,mr,mr2,mr2d")
-    args = ap.parse_args()
+    args, version = bl.probe_args(ap)
     methods = args.methods.split(",")
-    version = bl.qemu_version(args.qemu)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mrprobe-", dir="/var/tmp") as workdir:
         disk = dd_rate(workdir)
         direct = dd_rate(workdir, direct=True)
         for ram in args.ram:
-            proc, qmp = start_guest(args.qemu, ram, workdir)
-            try:
+            with running_guest(args.qemu, ram, workdir) as (proc, qmp):
                 caps = {c["capability"] for c in qmp.call("query-migrate-capabilities")}
                 if "mapped-ram" not in caps:
                     print(f"{version}: no mapped-ram capability; nothing to compare")
@@ -134,18 +132,12 @@ def main():
                                  f"{bl.median(rates) / disk:.2f}" if disk else "—",
                                  f"{bl.median(rates) / direct:.2f}" if direct else "—",
                                  ", ".join(f"{r:.0f}" for r in rates)])
-            finally:
-                proc.kill()
-                proc.wait()
     table = bl.md_table(["RAM", "method", "MiB/s to disk, median", "vs dd", "vs dd O_DIRECT", "samples"], rows)
     m = bl.machine_summary()
     machine = f"{m['cores']} cores, {m['mem_gib']} GiB, kernel {m['kernel']}"
     machine += f", dd {disk:.0f} MiB/s (fdatasync)" if disk else ""
     machine += f", {direct:.0f} MiB/s (O_DIRECT)" if direct else ""
-
-    name = "mapped-ram-" + bl.version_tag(version) + ".md"
-    print(table)
-    print("written to", bl.write_result(name, f"{version}, {args.reps} reps; {machine}\n\n{table}\n"))
+    bl.write_probe_result("mapped-ram", version, f"{version}, {args.reps} reps; {machine}", table)
     return 0
 
 

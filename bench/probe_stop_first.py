@@ -21,15 +21,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
-from probe_instant_gate import prepare_background_snapshot, start_guest  # noqa: E402
+from probe_instant_gate import prepare_background_snapshot, running_guest, snapshot_pause  # noqa: E402
 
 SETUP_SECTION = 256 << 10  # as snapshot_memory.cc's resume_once_ram_streams
 
 
 def one_sample(qemu, ram, order, workdir):
     """(pause ms, setup-time ms, {step: ms after the first command})."""
-    proc, qmp = start_guest(qemu, ram, workdir)
-    try:
+    with running_guest(qemu, ram, workdir) as (proc, qmp):
         time.sleep(2)
         prepare_background_snapshot(qmp)
         with open(os.path.join(workdir, "memory.img"), "wb") as image:
@@ -53,21 +52,13 @@ def one_sample(qemu, ram, order, workdir):
                 steps["migrate"] = time.time()
             while qmp.call("query-migrate").get("status") not in ("completed", "failed", "cancelled"):
                 time.sleep(0.02)
-        info = qmp.call("query-migrate")
-        if info.get("status") != "completed":
-            raise RuntimeError("migration " + info.get("status", "?"))
-        stop = qmp.event_time("STOP", start - 0.001)
-        resume = qmp.wait_event("RESUME", stop, timeout=2)
+        stop, resume, info = snapshot_pause(qmp, start, timeout=2)
         steps["STOP event"], steps["RESUME event"] = stop, resume
         return (resume - stop) * 1000, info.get("setup-time"), {k: (v - start) * 1000 for k, v in steps.items()}
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def main():
-    args = bl.probe_parser(__doc__, reps=3).parse_args()
-    version = bl.qemu_version(args.qemu)
+    args, version = bl.probe_args(bl.probe_parser(__doc__, reps=3))
     rows = []
     with tempfile.TemporaryDirectory(prefix="stopfirst-", dir="/var/tmp") as workdir:
         for ram in args.ram:
@@ -83,9 +74,7 @@ def main():
                              "; ".join(f"{k} +{v:.1f}" for k, v in steps.items())])
     table = bl.md_table(["RAM", "order", "pause ms, median [min-max]", "setup-time ms",
                          "steps of the median sample, ms after the first command"], rows)
-    name = "stop-first-" + bl.version_tag(version) + ".md"
-    print(table)
-    print("written to", bl.write_result(name, f"{version}, {args.reps} reps\n\n{table}\n"))
+    bl.write_probe_result("stop-first", version, f"{version}, {args.reps} reps", table)
     return 0
 
 
