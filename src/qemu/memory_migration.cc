@@ -3,7 +3,6 @@
 
 #include "qemu/memory_migration.hh"
 
-#include "qemu/capabilities.hh"
 #include "qemu/memory_relay.hh"
 #include "qemu/migration_capability_change.hh"
 
@@ -187,13 +186,7 @@ std::string fdset_file_uri(int64_t fdset, uint64_t offset) {
 }
 
 Status check_mapped_ram(Monitor &monitor, const MappedRam &layout) {
-    // The probe of this QEMU's binary already listed its capabilities (they
-    // do not depend on the machine), which saves a round trip before the
-    // pause; a monitor without probed capabilities asks.
-    if (auto probed = monitor.caps()) return mapped_ram_supported(probed->migration_capabilities, layout);
-    std::set<std::string> supported;
-    for (const auto &c : TRY(monitor.query_migrate_capabilities())) supported.insert(c.capability);
-    return mapped_ram_supported(supported, layout);
+    return mapped_ram_supported(TRY(known_migration_capabilities(monitor)), layout);
 }
 
 Result<MigrationProgress> migrate_memory_to_fd(Monitor &monitor, int fd, const MemoryMigrationOptions &options) {

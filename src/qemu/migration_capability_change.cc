@@ -3,12 +3,21 @@
 
 #include "qemu/migration_capability_change.hh"
 
+#include "qemu/capabilities.hh"
+
 #define LOG_MODULE "qemu.migration"
 #include "util/log.hh"
 
 #include <libvirt/libvirt.h>
 
 namespace virtsnap::qemu {
+
+Result<std::set<std::string>> known_migration_capabilities(Monitor &monitor) {
+    if (auto probed = monitor.caps()) return probed->migration_capabilities;
+    std::set<std::string> known;
+    for (const auto &c : TRY(monitor.query_migrate_capabilities())) known.insert(c.capability);
+    return known;
+}
 
 Result<MigrationCapabilityChange> MigrationCapabilityChange::query(Monitor &monitor) {
     MigrationCapabilityChange change;

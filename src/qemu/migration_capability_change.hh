@@ -18,6 +18,11 @@
 
 namespace virtsnap::qemu {
 
+// The migration capabilities this QEMU knows: its binary's probe when the
+// monitor has one (they do not depend on the machine, and a check before a
+// guest pause saves the round trip), else query-migrate-capabilities.
+[[nodiscard]] Result<std::set<std::string>> known_migration_capabilities(Monitor &monitor);
+
 class MigrationCapabilityChange {
 public:
     // QEMU's capabilities as they are now (query-migrate-capabilities).

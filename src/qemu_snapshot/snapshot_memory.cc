@@ -226,10 +226,7 @@ bool take_instant_writer_mark(qemu::Monitor &mon) {
 }
 
 Status check_background_snapshot(qemu::Monitor &mon) {
-    auto caps = TRY(mon.query_migrate_capabilities());
-    bool known = false;
-    for (const auto &c : caps) known = known || c.capability == "background-snapshot";
-    if (!known)
+    if (!TRY(qemu::known_migration_capabilities(mon)).count("background-snapshot"))
         return fail(VIR_ERR_OPERATION_UNSUPPORTED, VIR_FROM_QEMU,
                     "instant snapshots are not supported: QEMU lacks the background-snapshot migration capability");
     if (auto st = mon.migrate_set_capabilities({{"background-snapshot", true}}); !st)
