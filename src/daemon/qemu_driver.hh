@@ -25,6 +25,16 @@ struct ExternalDiskDelete;
 
 namespace virtsnap::daemon {
 
+// Whether a raw memory image of a guest with `ram_bytes` of RAM goes through
+// virtsnap-relay with O_DIRECT, under virtsnapd.conf's memory_image_direct_io
+// `setting` ("auto": above the page cache's writeback threshold).
+inline bool choose_memory_direct_io(const std::string &setting, uint64_t ram_bytes, bool bypass_cache) {
+    if (bypass_cache || setting == "always") return true;
+    if (setting == "never") return false;
+    auto threshold = qemu::page_cache_writeback_threshold();
+    return threshold && ram_bytes > *threshold;
+}
+
 class QemuDriver : public rpc::Driver {
 public:
     QemuDriver(StateLayout layout, DaemonConfig config);
@@ -168,17 +178,6 @@ private:
     std::optional<qemu::MappedRam> image_layout(const std::string &format) const {
         if (format != "sparse") return std::nullopt;
         return qemu::MappedRam{config_.memory_image_channels};
-    }
-    // Whether a raw memory image of a guest with `ram_bytes` of RAM goes
-    // through virtsnap-relay with O_DIRECT (memory_image_direct_io).
-    bool memory_direct_io(uint64_t ram_bytes, bool bypass_cache) const {
-        if (bypass_cache || config_.memory_image_direct_io == "always") return true;
-        if (config_.memory_image_direct_io == "never") return false;
-        auto threshold = qemu::page_cache_writeback_threshold();
-        return threshold && ram_bytes > *threshold;
-    }
-    std::function<bool(uint64_t, bool)> direct_io_choice() const {
-        return [this](uint64_t ram_bytes, bool bypass_cache) { return memory_direct_io(ram_bytes, bypass_cache); };
     }
 
     StateLayout layout_;

@@ -93,12 +93,11 @@ void drop_page_cache(const std::string &path) {
 
 // The body shared by virDomainSaveFlags and virDomainManagedSave; the caller
 // holds the job. Returns once the domain is shut off with its image complete.
-// `layout`: a sparse image (save_image_format = "sparse"); `direct_io`: the
-// driver's memory_direct_io for a raw one.
-using DirectIoChoice = std::function<bool(uint64_t ram_bytes, bool bypass_cache)>;
+// `layout`: a sparse image (save_image_format = "sparse"); `direct_io`:
+// memory_image_direct_io, for a raw one.
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
                                  const std::optional<std::string> &dxml, uint32_t flags,
-                                 const std::optional<qemu::MappedRam> &layout, const DirectIoChoice &direct_io);
+                                 const std::optional<qemu::MappedRam> &layout, const std::string &direct_io);
 
 Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, const std::string &to,
                                const std::optional<std::string> &dxml, uint32_t flags) {
@@ -110,7 +109,7 @@ Status QemuDriver::domain_save(const rpc::Client &, const rpc::DomainRef &ref, c
         if (!dom->active()) return fail(not_running());
     }
     auto job = TRY(dom->job.begin("remoteDispatchDomainSaveFlags", qemu::JobOperation::Save));
-    TRY(save_domain_locked(dom, to, dxml, flags, save_layout(), direct_io_choice()));
+    TRY(save_domain_locked(dom, to, dxml, flags, save_layout(), config_.memory_image_direct_io));
     release_stopped_process(dom);
     return ok();
 }
@@ -130,7 +129,7 @@ Status QemuDriver::domain_managed_save(const rpc::Client &, const rpc::DomainRef
     auto job = TRY(dom->job.begin("remoteDispatchDomainManagedSave", qemu::JobOperation::Save));
     auto path = TRY(layout_.managed_save_file(name));
     TRY(file::make_dirs(layout_.save_dir(), 0755, VIR_FROM_QEMU));
-    TRY(save_domain_locked(dom, path, std::nullopt, flags, save_layout(), direct_io_choice()));
+    TRY(save_domain_locked(dom, path, std::nullopt, flags, save_layout(), config_.memory_image_direct_io));
     {
         std::lock_guard lock(dom->mu);
         dom->has_managed_save = true;
@@ -158,7 +157,7 @@ Status QemuDriver::domain_managed_save_remove(const rpc::Client &, const rpc::Do
 
 static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, const std::string &path,
                                  const std::optional<std::string> &dxml, uint32_t flags,
-                                 const std::optional<qemu::MappedRam> &layout, const DirectIoChoice &direct_io) {
+                                 const std::optional<qemu::MappedRam> &layout, const std::string &direct_io) {
     qemu::DomainProcess *p;
     std::shared_ptr<const conf::DomainDef> live;
     {
@@ -216,7 +215,8 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
     mo.tracker = tracker.get();
     mo.abort_requested = [dom] { return dom->job.abort_requested(); };
     mo.mapped_ram = layout;
-    mo.direct_io = !layout && direct_io(live->max_memory_kib << 10, flags & VIR_DOMAIN_SAVE_BYPASS_CACHE);
+    mo.direct_io =
+        !layout && choose_memory_direct_io(direct_io, live->max_memory_kib << 10, flags & VIR_DOMAIN_SAVE_BYPASS_CACHE);
     auto migrated = qemu::migrate_memory_to_fd(p->monitor(), writer->fd(), mo);
     if (!migrated) return fail_and_resume(std::move(migrated).error());
     if (auto st = writer->finalize(); !st) return fail_and_resume(std::move(st).error());

@@ -235,7 +235,8 @@ Result<rpc::SnapshotRef> QemuDriver::domain_snapshot_create_xml(const rpc::Clien
             // Only a paused guest's stream: a pre-copy LIVE one runs beside the
             // guest, and the instant method has its own relay.
             bool direct_io = !memory_layout && !(flags & VIR_DOMAIN_SNAPSHOT_CREATE_LIVE) &&
-                             memory_direct_io(live_def->max_memory_kib << 10, false);
+                             choose_memory_direct_io(config_.memory_image_direct_io, live_def->max_memory_kib << 10,
+                                                     false);
             req.memory_writer = [mem_xml, was_running, tracker, instant, memory_layout, direct_io, d = dom.get()](
                                     DomainControl &ctl2, const std::string &path, bool,
                                     qemu_snapshot::MemoryFlush *deferred_flush) -> Status {
