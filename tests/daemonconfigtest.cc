@@ -16,7 +16,8 @@ int main() {
     t.ok(d && d->unix_sock_rw_perms == 0600 && d->unix_sock_ro_perms == 0600 && d->max_workers == 8 &&
              d->prio_workers == 5 && d->keepalive_interval == 5 && d->keepalive_count == 5 &&
              d->snapshot_live_method == "instant" && d->snapshot_image_format == "raw" &&
-             d->save_image_format == "raw" && d->memory_image_channels == 2 && d->memory_image_direct_io == "auto",
+             d->save_image_format == "raw" && d->memory_image_channels == 2 && d->memory_image_direct_io == "auto" &&
+             d->hugetlbfs_mount.empty(),
          "empty file gives the safe defaults (libvirtd's prio_workers and keepalive, raw images)");
 
     auto c = DaemonConfig::parse("# comment\n"
@@ -34,7 +35,8 @@ int main() {
                                  "snapshot_image_format = \"sparse\"\n"
                                  "save_image_format = \"sparse\"\n"
                                  "memory_image_channels = 4\n"
-                                 "memory_image_direct_io = \"always\"\n",
+                                 "memory_image_direct_io = \"always\"\n"
+                                 "hugetlbfs_mount = \"/dev/hugepages1G\"\n",
                                  "full.conf");
     t.ok(c.has_value(), "every key parses", c ? "" : c.error().message());
     if (c) {
@@ -53,6 +55,7 @@ int main() {
         t.eq(c->save_image_format, std::string("sparse"), "save image format");
         t.eq(c->memory_image_channels, 4u, "memory image channels");
         t.eq(c->memory_image_direct_io, std::string("always"), "memory image direct io");
+        t.eq(c->hugetlbfs_mount, std::string("/dev/hugepages1G"), "hugetlbfs mount");
     }
     struct Bad {
         const char *text, *why;
@@ -71,6 +74,7 @@ int main() {
         {"memory_image_channels = 65\n", "more than 64 channels"},
         {"memory_image_direct_io = \"sometimes\"\n", "an unknown direct io choice"},
         {"memory_image_direct_io = 1\n", "a number for the direct io choice"},
+        {"hugetlbfs_mount = 2048\n", "a number for the hugetlbfs mount"},
     };
     for (const auto &b : bad) {
         auto r = DaemonConfig::parse(b.text, "bad.conf");

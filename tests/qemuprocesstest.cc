@@ -92,6 +92,7 @@ DomainStatus sample_status() {
     st.monitor_path = "/root/run/qemu/vsstatus.monitor";
     st.agent_path = "/root/run/qemu/vsstatus.agent";
     st.log_path = "/root/log/qemu/vsstatus.log";
+    st.memory_paths = {"/dev/hugepages/libvirt/qemu-embed-0123abcd/3-vsstatus"};
     st.next_node_index = 5;
     st.disks.push_back({"vda", {{4, "libvirt-4-storage", "libvirt-4-format"}, {1, "libvirt-1-storage", "libvirt-1-format"}}});
     st.disks.push_back({"hdc", {}});
@@ -116,6 +117,7 @@ void unit_tests(Tap &tap) {
     tap.eq(parsed->monitor_path, st.monitor_path, "monitor path survives the round trip");
     tap.eq(parsed->agent_path, st.agent_path, "agent path survives the round trip");
     tap.eq(parsed->next_node_index, 5u, "next node index survives the round trip");
+    tap.ok(parsed->memory_paths == st.memory_paths, "memory backend directories survive the round trip");
     tap.ok(parsed->disks == st.disks, "node names per disk layer survive the round trip");
     tap.ok(parsed->job && *parsed->job == *st.job, "running job survives the round trip");
     const DiskNodeNames *vda = parsed->disk("vda");
@@ -131,7 +133,7 @@ void unit_tests(Tap &tap) {
     small.monitor_path = "/run/m";
     small.def = st.def;
     auto small2 = DomainStatus::parse(small.format());
-    tap.ok(small2 && !small2->job && small2->agent_path.empty() && !small2->no_shutdown &&
+    tap.ok(small2 && !small2->job && small2->agent_path.empty() && !small2->no_shutdown && small2->memory_paths.empty() &&
                small2->reason == VIR_DOMAIN_RUNNING_BOOTED,
            "minimal status round trip");
 

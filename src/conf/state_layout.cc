@@ -4,6 +4,8 @@
 
 #include "util/file.hh"
 
+#include <glib.h>
+
 #include <sys/un.h>
 
 namespace virtsnap {
@@ -22,6 +24,14 @@ Result<std::string> socket_path(const std::string &dir, std::string_view domain,
 }
 
 }  // namespace
+
+std::string StateLayout::hugepage_dir_name() const {
+    if (root_.empty()) return "qemu";
+    gchar *hash = g_compute_checksum_for_string(G_CHECKSUM_SHA256, root_.c_str(), -1);
+    std::string name = "qemu-embed-" + std::string(hash, 8);
+    g_free(hash);
+    return name;
+}
 
 Result<StateLayout> StateLayout::embedded(std::string_view root) {
     std::string r(root);

@@ -13,6 +13,7 @@
 //   DIR/run/qemu/<domain>.{xml,pid,monitor,agent}  runtime status, sockets
 //   DIR/log/qemu/<domain>.log
 //   DIR/run/virtsnapd-sock, DIR/run/virtsnapd-sock-ro, DIR/run/virtsnapd.pid
+//   <hugetlbfs mount>/libvirt/qemu-embed-<hash>/<id>-<domain>  guest RAM on huge pages
 // The system layout is the same with DIR/etc, DIR/lib, DIR/run, DIR/log
 // replaced by /etc/virtsnap, /var/lib/virtsnap, /run/virtsnap and
 // /var/log/virtsnap (daemon sockets in /run/virtsnap, pid file /run/virtsnapd.pid).
@@ -58,6 +59,11 @@ public:
     const std::string &daemon_socket_ro() const { return socket_ro_; }
     // The pid file, also held locked while the daemon runs.
     const std::string &pid_file() const { return pid_file_; }
+    // The directory under <hugetlbfs mount>/libvirt/ that holds this daemon's
+    // guests' RAM files, libvirt's naming: "qemu" for the system layout,
+    // "qemu-embed-" and the first 8 hex digits of the root's SHA-256 for an
+    // embedded root, so two daemons sharing a mount never collide.
+    std::string hugepage_dir_name() const;
 
     // Per-domain paths; fail with INVALID_ARG for names that are not one path component.
     [[nodiscard]] Result<std::string> domain_config(std::string_view domain) const;

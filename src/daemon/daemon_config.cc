@@ -79,6 +79,7 @@ Result<DaemonConfig> DaemonConfig::parse(std::string_view text, std::string_view
         {"save_image_format", str(c.save_image_format)},
         {"memory_image_channels", num(c.memory_image_channels, 0, 64)},
         {"memory_image_direct_io", str(c.memory_image_direct_io)},
+        {"hugetlbfs_mount", str(c.hugetlbfs_mount)},
         {"qemu_binary", str(c.qemu_binary)},
         {"qemu_img_binary", str(c.qemu_img_binary)},
     };

@@ -45,6 +45,9 @@ struct DaemonConfig {
     // and "never" decide for every image. A save with
     // VIR_DOMAIN_SAVE_BYPASS_CACHE always bypasses the page cache, as libvirt's.
     std::string memory_image_direct_io = "auto";
+    // Where <memoryBacking><hugepages/> puts guest RAM (libvirt's qemu.conf
+    // setting of this name, one path): "" = every hugetlbfs in /proc/mounts.
+    std::string hugetlbfs_mount;
     std::string qemu_binary = "/usr/bin/qemu-system-x86_64";
     std::string qemu_img_binary = "/usr/bin/qemu-img";
 

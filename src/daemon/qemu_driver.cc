@@ -79,6 +79,8 @@ QemuDriver::QemuDriver(StateLayout layout, DaemonConfig config)
 QemuDriver::~QemuDriver() = default;
 
 Status QemuDriver::load() {
+    hugetlbfs_ = TRY(qemu::find_hugetlbfs_mounts(config_.hugetlbfs_mount));
+    for (const auto &m : hugetlbfs_) VS_INFO("hugetlbfs %s: %llu KiB pages", m.path.c_str(), m.page_kib);
     auto report = TRY(configs_.load_all([&](const std::string &, std::string_view text) -> Status {
         auto def = TRY(conf::DomainDef::parse_string(text, conf::kDomainParseInactive));
         auto dom = std::make_shared<qemu::DomainObj>(std::shared_ptr<const conf::DomainDef>(std::move(def)), true);

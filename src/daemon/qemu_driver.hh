@@ -180,8 +180,13 @@ private:
         return qemu::MappedRam{config_.memory_image_channels};
     }
 
+    // What every start path (start, restore, revert) hands to DomainProcess:
+    // the host's probe with the hugetlbfs mounts found at load().
+    qemu::HostProbe host_probe() const;
+
     StateLayout layout_;
     DaemonConfig config_;
+    std::vector<qemu::HugetlbfsMount> hugetlbfs_;
     DomainConfigStore configs_;
     qemu::DomainRegistry domains_;
     rpc::EventSink *events_ = nullptr;

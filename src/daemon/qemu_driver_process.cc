@@ -29,12 +29,15 @@ Error not_running() {
     return make_error(VIR_ERR_OPERATION_INVALID, VIR_FROM_DOMAIN, "domain is not running");
 }
 
-const qemu::HostProbe &host_probe() {
-    static const qemu::HostProbe probe = qemu::probe_host();
-    return probe;
-}
 
 }  // namespace
+
+qemu::HostProbe QemuDriver::host_probe() const {
+    static const qemu::HostProbe probe = qemu::probe_host();
+    qemu::HostProbe p = probe;
+    p.hugetlbfs = hugetlbfs_;
+    return p;
+}
 
 qemu::DomainProcess::EventHandler QemuDriver::process_handler(const std::shared_ptr<qemu::DomainObj> &dom) {
     std::weak_ptr<qemu::DomainObj> weak = dom;

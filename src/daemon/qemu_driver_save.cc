@@ -51,10 +51,6 @@ Status check_exclusive_running_paused(uint32_t flags) {
     return ok();
 }
 
-const qemu::HostProbe &save_host_probe() {
-    static const qemu::HostProbe probe = qemu::probe_host();
-    return probe;
-}
 
 // The definition written into an image: libvirt's qemuDomainDefFormatLive
 // with inactive + migratable (+ secure).
@@ -239,8 +235,8 @@ static Status save_domain_locked(const std::shared_ptr<qemu::DomainObj> &dom, co
 // Starts `dom` from an opened image with `live` (the image's definition) as
 // its live definition. The caller holds the job.
 // `channels`: multifd channels reading a sparse image.
-static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry &domains,
-                                 qemu::DomainProcess::EventHandler handler,
+static Status restore_from_image(const StateLayout &layout, const qemu::HostProbe &host,
+                                 qemu::DomainRegistry &domains, qemu::DomainProcess::EventHandler handler,
                                  const std::shared_ptr<qemu::DomainObj> &dom, qemu::SaveImage &image,
                                  std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request,
                                  unsigned channels);
@@ -292,14 +288,14 @@ Status QemuDriver::domain_restore(const rpc::Client &, const std::string &from, 
             return fail(VIR_ERR_OPERATION_INVALID, VIR_FROM_QEMU, "domain '" + def->name + "' is already active");
         }
     }
-    Status st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, flags & VIR_DOMAIN_SAVE_PAUSED,
+    Status st = restore_from_image(layout_, host_probe(), domains_, process_handler(dom), dom, image, def, !image.header.was_running, flags & VIR_DOMAIN_SAVE_PAUSED,
                                    config_.memory_image_channels);
     if (!st && created) domains_.remove(dom->uuid);
     return st;
 }
 
-static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry &domains,
-                                 qemu::DomainProcess::EventHandler handler,
+static Status restore_from_image(const StateLayout &layout, const qemu::HostProbe &host,
+                                 qemu::DomainRegistry &domains, qemu::DomainProcess::EventHandler handler,
                                  const std::shared_ptr<qemu::DomainObj> &dom, qemu::SaveImage &image,
                                  std::shared_ptr<conf::DomainDef> live, bool stay_paused, bool paused_by_request,
                                  unsigned channels) {
@@ -309,7 +305,7 @@ static Status restore_from_image(const StateLayout &layout, qemu::DomainRegistry
 
     qemu::DomainProcess::StartOptions opts;
     opts.paused = stay_paused || paused_by_request;
-    opts.host = save_host_probe();
+    opts.host = host;
     opts.incoming_fd = image.fd.get();
     opts.incoming_mapped_ram = qemu::incoming_layout(image.header, channels);
     opts.running_reason = VIR_DOMAIN_RUNNING_RESTORED;
@@ -386,7 +382,7 @@ Result<bool> QemuDriver::start_from_managed_save(const std::shared_ptr<qemu::Dom
                     "cannot restore domain '" + persistent->name + "' uuid " + persistent->uuid.str() +
                         " from a file which belongs to domain '" + def->name + "' uuid " + def->uuid.str());
     bool start_paused = flags & VIR_DOMAIN_START_PAUSED;
-    if (auto st = restore_from_image(layout_, domains_, process_handler(dom), dom, image, def, !image.header.was_running, start_paused,
+    if (auto st = restore_from_image(layout_, host_probe(), domains_, process_handler(dom), dom, image, def, !image.header.was_running, start_paused,
                                          config_.memory_image_channels);
         !st) {
         VS_WARN("Unable to restore from managed state %s. Maybe the file is corrupted?", path.c_str());

@@ -301,7 +301,7 @@ Status QemuDriver::start_from_snapshot(const std::shared_ptr<qemu::DomainObj> &d
     qemu::DomainProcess::StartOptions opts;
     // With memory QEMU starts paused to load it; the guest runs only once it is in.
     opts.paused = paused || image;
-    opts.host = qemu::probe_host();
+    opts.host = host_probe();
     opts.incoming_fd = image ? image->fd.get() : -1;
     if (image) opts.incoming_mapped_ram = qemu::incoming_layout(image->header, config_.memory_image_channels);
     opts.running_reason = VIR_DOMAIN_RUNNING_FROM_SNAPSHOT;

@@ -8,6 +8,8 @@
 #include "util/xml_doc.hh"
 
 #include <algorithm>
+#include <cctype>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -61,6 +63,37 @@ Status only_children(const xml::Node &n, std::initializer_list<std::string_view>
     return ok();
 }
 
+// libvirt's virScaleInteger for a page size, in KiB: the units of its
+// memory sizes, powers of 1000 for "KB", "MB"... and of 1024 otherwise.
+std::optional<unsigned long long> scale_to_kib(const std::string &value, std::string unit) {
+    if (value.empty() || value.size() > 15 || value.find_first_not_of("0123456789") != std::string::npos)
+        return std::nullopt;
+    unsigned long long n = std::stoull(value);
+    for (char &c : unit) c = char(std::tolower(static_cast<unsigned char>(c)));
+    static const std::map<std::string, std::pair<unsigned long long, int>> units = {
+        {"b", {1, 0}},    {"bytes", {1, 0}}, {"k", {1024, 1}}, {"kib", {1024, 1}}, {"kb", {1000, 1}},
+        {"m", {1024, 2}}, {"mib", {1024, 2}}, {"mb", {1000, 2}}, {"g", {1024, 3}}, {"gib", {1024, 3}},
+        {"gb", {1000, 3}}};
+    auto it = units.find(unit);
+    if (it == units.end()) return std::nullopt;
+    unsigned long long bytes = n;
+    for (int i = 0; i < it->second.second; ++i) {
+        if (bytes > (~0ULL) / it->second.first) return std::nullopt;
+        bytes *= it->second.first;
+    }
+    return bytes / 1024;
+}
+
+// libvirt's virDomainDefGetShortName: "<id>-<first 20 characters of the name>".
+std::string domain_short_name(const conf::DomainDef &def) {
+    size_t end = 0;
+    for (int chars = 0; end < def.name.size() && chars < 20; ++chars) {
+        ++end;
+        while (end < def.name.size() && (static_cast<unsigned char>(def.name[end]) & 0xC0) == 0x80) ++end;
+    }
+    return std::to_string(def.id) + "-" + def.name.substr(0, end);
+}
+
 class Builder {
 public:
     Builder(const conf::DomainDef &def, const RuntimePaths &paths, const CommandLineOptions &opts,
@@ -82,6 +115,7 @@ private:
 
     Status check_top_level();
     Status power_management(const xml::Node &pm);
+    Status memory_backing(const xml::Node &backing);
     Status security_label(const xml::Node &seclabel);
     Status machine_and_accel();
     Status cpu();
@@ -106,6 +140,7 @@ private:
     std::vector<std::string> clock_args_;
     std::optional<bool> disable_s3_, disable_s4_;   // <pm>: only what the XML states
     std::string machine_hpet_;
+    std::string memory_backend_;    // -object of the guest RAM's backend ("" = QEMU's anonymous RAM)
 };
 
 Status Builder::check_top_level() {
@@ -122,6 +157,8 @@ Status Builder::check_top_level() {
         std::string name(e.root().name());
         if (name == "pm") {
             TRY(power_management(e.root()));
+        } else if (name == "memoryBacking") {
+            TRY(memory_backing(e.root()));
         } else if (name == "seclabel") {
             TRY(security_label(e.root()));
         } else if (!harmless.count(name)) {
@@ -157,6 +194,53 @@ Status Builder::power_management(const xml::Node &pm) {
     return ok();
 }
 
+// libvirt's qemuBuildMemoryBackendProps for <memoryBacking><hugepages/>
+// without NUMA: guest RAM is a memory-backend-file in a per-domain directory
+// of the hugetlbfs mount with that page size, preallocated, and keeps the
+// RAM block name "pc.ram" so that its memory images are the same as those of
+// anonymous RAM (and libvirt's).
+Status Builder::memory_backing(const xml::Node &backing) {
+    TRY(only_children(backing, {"hugepages"}, "memoryBacking"));
+    std::optional<xml::Node> hugepages;
+    for (auto &c : backing.children()) {
+        hugepages = c;
+        break;
+    }
+    if (!hugepages) return ok();
+    TRY(only_children(*hugepages, {"page"}, "hugepages"));
+    unsigned long long page_kib = 0;
+    for (auto &page : hugepages->children()) {
+        if (page.attr("nodeset")) return unsupported("hugepages with a nodeset need a NUMA guest, which is not supported");
+        if (page_kib) return unsupported("more than one hugepage size is not supported");
+        auto size = page.attr("size");
+        if (!size) return fail(VIR_ERR_XML_ERROR, VIR_FROM_DOMAIN, "missing required attribute 'size' in element 'page'");
+        auto kib = scale_to_kib(*size, attr_or(page, "unit", "KiB"));
+        if (!kib || *kib == 0)
+            return fail(VIR_ERR_XML_ERROR, VIR_FROM_DOMAIN, "Invalid value for attribute 'size' in element 'page': '" +
+                                                                *size + "'.");
+        page_kib = *kib;
+    }
+    const HugetlbfsMount *mount = nullptr;
+    for (const auto &m : host_.hugetlbfs)
+        if (page_kib ? m.page_kib == page_kib : m.default_size) mount = &m;
+    if (!mount && !page_kib && !host_.hugetlbfs.empty()) mount = &host_.hugetlbfs.front();
+    if (host_.hugetlbfs.empty())
+        return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
+                    "hugetlbfs filesystem is not mounted or disabled by administrator config");
+    if (!mount)
+        return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
+                    "Unable to find any usable hugetlbfs mount for " + std::to_string(page_kib) + " KiB");
+    std::string dir = mount->path + "/libvirt/" + paths_.hugepage_dir_name + "/" + domain_short_name(def_);
+    out_.memory_dirs.push_back(dir);
+    memory_backend_ = qvalue_to_json(QDict{{"qom-type", "memory-backend-file"},
+                                           {"id", "pc.ram"},
+                                           {"mem-path", dir},
+                                           {"x-use-canonical-path-for-ramblock-id", false},
+                                           {"prealloc", true},
+                                           {"size", uint64_t(def_.max_memory_kib) << 10}});
+    return ok();
+}
+
 // There is no security driver (virsh sees model "none"): a label that asks
 // for none, or leaves the model to the host, is honoured by doing nothing;
 // one that names a real model (selinux, apparmor, dac) would run the guest
@@ -185,6 +269,7 @@ Status Builder::machine_and_accel() {
     std::string machine_extra;
     TRY(features(acpi, machine_extra));
     std::string machine = m + ",usb=off,dump-guest-core=off" + machine_extra;
+    if (!memory_backend_.empty()) machine += ",memory-backend=pc.ram";
     if (!acpi) machine += ",acpi=off";
     machine += machine_hpet_ + pflash_machine_;
     add({"-machine", machine, "-accel", def_.type == "kvm" ? "kvm" : "tcg"});
@@ -535,6 +620,7 @@ Result<CommandLine> Builder::build() {
     TRY(machine_and_accel());
     TRY(cpu());
     add({"-m", "size=" + std::to_string(def_.max_memory_kib) + "k"});
+    if (!memory_backend_.empty()) add({"-object", memory_backend_});
     unsigned cur = def_.vcpus_current.value_or(def_.vcpus);
     if (def_.vcpus == 0 || cur == 0 || cur > def_.vcpus) return unsupported("invalid vCPU count");
     std::string smp = std::to_string(cur);

@@ -26,6 +26,13 @@ struct KvmSupport {
     std::string reason;   // for the error message when not usable
 };
 
+// A mounted hugetlbfs and the size of its pages (libvirt's virHugeTLBFS).
+struct HugetlbfsMount {
+    std::string path;
+    unsigned long long page_kib = 0;
+    bool default_size = false;   // the kernel's default huge page size (Hugepagesize)
+};
+
 struct HostProbe {
     // Fixed answer for every binary (golden tests), used when `kvm` is unset.
     bool kvm_usable = false;
@@ -38,6 +45,9 @@ struct HostProbe {
     std::function<Result<std::shared_ptr<const QemuCaps>>(const std::string &binary)> caps;
     // Whether a firmware/nvram file exists (tests pass a fake).
     std::function<bool(const std::string &)> file_exists;
+    // Where <memoryBacking><hugepages/> puts guest RAM: virtsnapd.conf's
+    // hugetlbfs_mount, else every hugetlbfs in /proc/mounts (host_probe.hh).
+    std::vector<HugetlbfsMount> hugetlbfs;
 
     KvmSupport kvm_support(const std::string &binary) const {
         return kvm ? kvm(binary) : KvmSupport{kvm_usable, kvm_reason};
@@ -50,6 +60,8 @@ struct RuntimePaths {
     std::string pidfile;
     std::string log;              // QEMU's stderr goes here (process layer); not an argument
     std::string serial_dir;       // unused today; consoles use the XML's own paths
+    // Under <hugetlbfs mount>/libvirt/: StateLayout::hugepage_dir_name().
+    std::string hugepage_dir_name = "qemu";
 };
 
 struct CommandLineOptions {
@@ -63,6 +75,10 @@ struct CommandLine {
     // Node indexes of each disk (same order as def.disks), for runtime status.
     std::vector<DiskBlockGraph> disks;
     unsigned next_node_index = 1;
+    // Directories QEMU's memory backends create their files in (a mem-path
+    // per huge page size used): the process layer creates them before QEMU
+    // starts and removes them once it is gone.
+    std::vector<std::string> memory_dirs;
 };
 
 // The binary a definition runs: its <emulator>, else Debian's QEMU.

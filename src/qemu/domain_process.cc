@@ -261,6 +261,7 @@ Status DomainProcess::launch(const conf::DomainDef &def, const StartOptions &opt
         def_ = live;
         no_shutdown_ = std::find(cmd.argv.begin(), cmd.argv.end(), "-no-shutdown") != cmd.argv.end();
         agent_path_ = agent_socket_of(*live, paths_.agent_socket);
+        memory_dirs_ = cmd.memory_dirs;
         next_node_index_ = cmd.next_node_index;
         disks_.clear();
         for (size_t i = 0; i < cmd.disks.size() && i < live->disks.size(); ++i) {
@@ -292,6 +293,10 @@ Status DomainProcess::launch(const conf::DomainDef &def, const StartOptions &opt
         struct stat sb;
         log_offset_ = ::fstat(fd.get(), &sb) == 0 ? sb.st_size : 0;
     }
+
+    // Guest RAM on huge pages: QEMU creates (and unlinks at once) its file in
+    // this directory, so nothing but the directory is left to clean up.
+    for (const auto &dir : cmd.memory_dirs) TRY(file::make_dirs(dir, 0700, kDomain));
 
     process::SpawnOptions so;
     so.argv = cmd.argv;
@@ -523,6 +528,7 @@ Result<DomainProcess::Reattached> DomainProcess::reattach(const ProcessPaths &pa
         self->def_ = st.def;
         self->no_shutdown_ = st.no_shutdown;
         self->agent_path_ = st.agent_path;
+        self->memory_dirs_ = st.memory_paths;
         self->disks_ = st.disks;
         self->next_node_index_ = st.next_node_index;
         self->job_ = st.job;
@@ -865,6 +871,7 @@ DomainStatus DomainProcess::status_locked() const {
     st.monitor_path = paths_.monitor_socket;
     st.agent_path = agent_path_;
     st.log_path = paths_.log_file;
+    st.memory_paths = memory_dirs_;
     st.next_node_index = next_node_index_;
     st.disks = disks_;
     st.job = job_;
@@ -1123,10 +1130,15 @@ void DomainProcess::remove_runtime_files() {
         if (Status s = file::remove(*path, kDomain); !s)
             VS_WARN("%s", s.error().message().c_str());
     std::string agent;
+    std::vector<std::string> memory_dirs;
     {
         std::lock_guard lk(mu_);
         agent = agent_path_;
+        memory_dirs = memory_dirs_;
     }
+    for (const auto &dir : memory_dirs)
+        if (::rmdir(dir.c_str()) != 0 && errno != ENOENT)
+            VS_WARN("cannot remove %s: %s", dir.c_str(), strerror(errno));
     // Only the socket QEMU created in our run directory is ours to remove.
     if (agent.empty()) agent = paths_.agent_socket;
     if (agent == paths_.agent_socket)

@@ -230,6 +230,7 @@ private:
     int reason_ = VIR_DOMAIN_PAUSED_STARTING_UP;
     bool no_shutdown_ = true;
     std::string agent_path_;
+    std::vector<std::string> memory_dirs_;   // CommandLine::memory_dirs of this QEMU
     std::shared_ptr<const conf::DomainDef> def_;
     std::vector<DiskNodeNames> disks_;
     unsigned next_node_index_ = 1;

@@ -127,6 +127,7 @@ std::string DomainStatus::format() const {
     if (!monitor_path.empty()) w.empty("monitor", {{"path", monitor_path}, {"type", "unix"}});
     if (!agent_path.empty()) w.empty("agent", {{"path", agent_path}, {"type", "unix"}});
     if (!log_path.empty()) w.empty("log", {{"path", log_path}});
+    for (const auto &m : memory_paths) w.empty("memoryPath", {{"path", m}});
     w.empty("nodename", {{"index", std::to_string(next_node_index)}});
     if (!disks.empty()) {
         w.open("blockGraph");
@@ -182,6 +183,8 @@ Result<DomainStatus> DomainStatus::parse(std::string_view text, std::string_view
     st.monitor_path = *mon.attr("path");
     if (xml::Node a = root.child("agent")) st.agent_path = a.attr("path").value_or("");
     if (xml::Node l = root.child("log")) st.log_path = l.attr("path").value_or("");
+    for (xml::Node m : root.children("memoryPath"))
+        if (auto path = m.attr("path")) st.memory_paths.push_back(*path);
     if (xml::Node n = root.child("nodename")) st.next_node_index = TRY(number_attr<unsigned>(n, "index", true, 1));
 
     if (xml::Node graph = root.child("blockGraph")) {

@@ -11,6 +11,7 @@
 //     <monitor path='DIR/run/qemu/vm.monitor' type='unix'/>
 //     <agent path='DIR/run/qemu/vm.agent' type='unix'/> only with an agent channel
 //     <log path='DIR/log/qemu/vm.log'/>
+//     <memoryPath path='/dev/hugepages/libvirt/qemu/1-vm'/>   a memory backend's directory
 //     <nodename index='3'/>                             next free libvirt-<N>-* index
 //     <blockGraph>                                      node names per disk layer, top first
 //       <disk dev='vda'>
@@ -75,6 +76,7 @@ struct DomainStatus {
     std::string monitor_path;
     std::string agent_path;           // "" = no guest agent channel
     std::string log_path;
+    std::vector<std::string> memory_paths;   // CommandLine::memory_dirs, removed when QEMU is gone
     unsigned next_node_index = 1;
     std::vector<DiskNodeNames> disks;
     std::optional<StatusJob> job;

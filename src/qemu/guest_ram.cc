@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -94,8 +95,11 @@ std::optional<uint64_t> collapse(pid_t pid, uint64_t ram_bytes) {
         return std::nullopt;
     }
     // Guest RAM is the largest anonymous rw mapping no larger than the
-    // migration's RAM total (+ alignment slack); other RAM blocks are small.
-    auto m = find_guest_ram(pid, 32ull << 20, ram_bytes + kHuge * 2);
+    // migration's RAM total (+ alignment slack) and more than half of it;
+    // other RAM blocks are small. RAM on hugetlbfs is a file mapping (and
+    // has no huge pages to lose): no mapping qualifies, nothing is touched.
+    uint64_t least = std::max<uint64_t>(32ull << 20, ram_bytes / 2);
+    auto m = find_guest_ram(pid, least, ram_bytes + kHuge * 2);
     if (!m) {
         VS_DEBUG("THP collapse: no guest RAM mapping found in QEMU %d", int(pid));
         return std::nullopt;
@@ -113,7 +117,7 @@ std::optional<uint64_t> collapse(pid_t pid, uint64_t ram_bytes) {
             if (errno == ESRCH || errno == EINVAL || errno == EPERM || errno == ENOSYS) break;
         }
     }
-    auto after = find_guest_ram(pid, 32ull << 20, ram_bytes + kHuge * 2);
+    auto after = find_guest_ram(pid, least, ram_bytes + kHuge * 2);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     VS_INFO("THP collapse of QEMU %d guest RAM (%llu MiB): AnonHugePages %llu -> %s MiB in %lld ms%s%s", int(pid),
             (unsigned long long)(m->length >> 20), (unsigned long long)(before >> 20),

@@ -16,7 +16,9 @@
 
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
+#include <sys/vfs.h>
 
 namespace virtsnap::qemu {
 
@@ -45,7 +47,72 @@ KvmSupport decide_kvm(const std::string &binary) {
     return {caps.kvm_runs_guest_code, caps.kvm_reason};
 }
 
+// /proc/mounts writes space, tab, newline and backslash in paths as \ooo.
+std::string unescape_mount_path(std::string_view field) {
+    std::string out;
+    for (size_t i = 0; i < field.size(); ++i) {
+        if (field[i] == '\\' && i + 3 < field.size()) {
+            std::string oct(field.substr(i + 1, 3));
+            if (oct.find_first_not_of("01234567") == std::string::npos) {
+                out += char(std::stoi(oct, nullptr, 8));
+                i += 3;
+                continue;
+            }
+        }
+        out += field[i];
+    }
+    return out;
+}
+
+unsigned long long default_huge_page_kib() {
+    auto text = file::read("/proc/meminfo", 1 << 20, VIR_FROM_QEMU);
+    if (!text) return 0;
+    size_t at = text->find("Hugepagesize:");
+    if (at == std::string::npos) return 0;
+    return std::strtoull(text->c_str() + at + std::strlen("Hugepagesize:"), nullptr, 10);
+}
+
+// The page size of a hugetlbfs mount in KiB, or nullopt when `path` is not one.
+std::optional<unsigned long long> hugetlbfs_page_kib(const std::string &path) {
+    struct statfs fs;
+    if (::statfs(path.c_str(), &fs) != 0 || fs.f_type != HUGETLBFS_MAGIC) return std::nullopt;
+    return (unsigned long long)(fs.f_bsize) / 1024;
+}
+
 }  // namespace
+
+Result<std::vector<HugetlbfsMount>> find_hugetlbfs_mounts(const std::string &configured) {
+    unsigned long long default_kib = default_huge_page_kib();
+    std::vector<HugetlbfsMount> mounts;
+    auto add = [&](const std::string &path, unsigned long long kib) {
+        for (const auto &m : mounts)
+            if (m.path == path) return;
+        mounts.push_back({path, kib, kib == default_kib});
+    };
+    if (!configured.empty()) {
+        auto kib = hugetlbfs_page_kib(configured);
+        if (!kib)
+            return fail(VIR_ERR_CONFIG_UNSUPPORTED, VIR_FROM_QEMU,
+                        "hugetlbfs_mount '" + configured + "' is not a mounted hugetlbfs");
+        add(configured, *kib);
+        return mounts;
+    }
+    auto text = file::read("/proc/mounts", 16 << 20, VIR_FROM_QEMU);
+    if (!text) return mounts;   // no /proc: no huge pages either
+    size_t pos = 0;
+    while (pos < text->size()) {
+        size_t nl = text->find('\n', pos);
+        std::string_view line(text->data() + pos, (nl == std::string::npos ? text->size() : nl) - pos);
+        pos = nl == std::string::npos ? text->size() : nl + 1;
+        size_t a = line.find(' ');
+        size_t b = a == std::string_view::npos ? a : line.find(' ', a + 1);
+        size_t c = b == std::string_view::npos ? b : line.find(' ', b + 1);
+        if (c == std::string_view::npos || line.substr(b + 1, c - b - 1) != "hugetlbfs") continue;
+        std::string path = unescape_mount_path(line.substr(a + 1, b - a - 1));
+        if (auto kib = hugetlbfs_page_kib(path)) add(path, *kib);
+    }
+    return mounts;
+}
 
 QemuCapsCache &host_caps_cache() {
     // KVM facts cost seconds where guests hang: host_kvm_support() finds them

@@ -27,4 +27,11 @@ QemuCapsCache &host_caps_cache();
 //                    (the probe then costs up to 10 s, once)
 KvmSupport host_kvm_support(const std::string &binary);
 
+// The hugetlbfs mounts guest RAM may use, as libvirt's qemu.conf
+// hugetlbfs_mount: `configured` (virtsnapd.conf's setting) when set, which
+// must be a hugetlbfs (VIR_ERR_CONFIG_UNSUPPORTED otherwise), else every
+// hugetlbfs in /proc/mounts. A mount's page size is its statfs block size;
+// the one of /proc/meminfo's Hugepagesize is the default.
+[[nodiscard]] Result<std::vector<HugetlbfsMount>> find_hugetlbfs_mounts(const std::string &configured);
+
 }  // namespace virtsnap::qemu

@@ -14,6 +14,7 @@ Result<ProcessPaths> ProcessPaths::for_domain(const StateLayout &layout, std::st
     p.agent_socket = TRY(layout.agent_socket(name));
     p.pidfile = TRY(layout.domain_pid_file(name));
     p.log_file = TRY(layout.log_file(name));
+    p.hugepage_dir_name = layout.hugepage_dir_name();
     return p;
 }
 
@@ -23,6 +24,7 @@ RuntimePaths ProcessPaths::runtime() const {
     r.agent_socket = agent_socket;
     r.pidfile = pidfile;
     r.log = log_file;
+    r.hugepage_dir_name = hugepage_dir_name;
     return r;
 }
 

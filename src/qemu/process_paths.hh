@@ -23,6 +23,7 @@ struct ProcessPaths {
     std::string agent_socket;    // DIR/run/qemu/<name>.agent
     std::string pidfile;         // DIR/run/qemu/<name>.pid
     std::string log_file;        // DIR/log/qemu/<name>.log
+    std::string hugepage_dir_name;   // StateLayout::hugepage_dir_name()
 
     // Fails (INVALID_ARG / INTERNAL_ERROR) for names that are not one path
     // component or whose socket paths would not fit in sun_path.
