@@ -26,6 +26,13 @@ AnonHugePages of QEMU's guest RAM mapping before each snapshot.
 
 VIRTSNAP_INSTANT_RAM (default "256,1024") and VIRTSNAP_INSTANT_REPS (default 6)
 change the sizes and the number of snapshots per size.
+
+VIRTSNAP_INSTANT_HUGEPAGES=1 runs every guest with its RAM on 2 MiB huge pages
+(<memoryBacking><hugepages/>, a private hugetlbfs given to virtsnapd as
+hugetlbfs_mount): QEMU's populate walk and write protection then go by huge
+page. Also asserted then: QEMU's RAM is a memory-backend-file in the domain's
+directory of that mount, the guest's RAM comes out of the huge page pool, and
+the directory is gone and the pages are back once the guest is destroyed.
 """
 import os
 import re
@@ -40,13 +47,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vstest  # noqa: E402
 
 t = vstest.Tap()
-env = vstest.Env(t)
+HUGEPAGES = os.environ.get("VIRTSNAP_INSTANT_HUGEPAGES") == "1"
+env = vstest.Env(t, start_daemon=not HUGEPAGES)
 import libvirt  # noqa: E402
 
 INSTANT = 1 << 10
 HB_MS = 5
 RAMS = [int(x) for x in os.environ.get("VIRTSNAP_INSTANT_RAM", "256,1024").split(",") if x]
 REPS = int(os.environ.get("VIRTSNAP_INSTANT_REPS", "6"))
+PAUSED_RAM = 192
+
+hugepages = None
+if HUGEPAGES:
+    # Room for one guest of the largest size and the one a revert starts.
+    hugepages = vstest.HugePages(2 * max(RAMS + [PAUSED_RAM]) + 64)
+    try:
+        hugepages.reserve()
+    except vstest.HugePagesUnavailable as e:
+        t.skip_all(str(e))
+    t.on_finish(hugepages.release)
+    os.makedirs(os.path.join(env.root, "etc"), exist_ok=True)
+    conf_path = os.path.join(env.root, "etc", "virtsnapd.conf")
+    with open(conf_path, "w") as conf:
+        conf.write('hugetlbfs_mount = "%s"\n' % env.images)
+    t.ok(not env.daemon.start(timeout=10) and "is not a mounted hugetlbfs" in env.daemon.log_text(),
+         "virtsnapd refuses a hugetlbfs_mount that is not a hugetlbfs", env.daemon.log_text()[-500:])
+    env.daemon.stop()
+    with open(conf_path, "w") as conf:
+        conf.write('hugetlbfs_mount = "%s"\n' % hugepages.mount)
+    if not env.daemon.start():
+        t.ok(False, "virtsnapd starts with hugetlbfs_mount", env.daemon.log_text())
+        t.finish()
 
 
 # ---------------------------------------------------------------- host-side serial reader
@@ -189,11 +220,60 @@ def define(name, ram):
                         fill_mib=max(64, ram - 160))
     xml = re.sub(r"<serial type='file'>\s*<source path='[^']*'/>",
                  "<serial type='unix'>\n      <source mode='bind' path='%s'/>" % sock, xml)
+    if HUGEPAGES:
+        xml = re.sub(r"(  <memory unit='MiB'>\d+</memory>\n)",
+                     r"\1  <memoryBacking>\n    <hugepages/>\n  </memoryBacking>\n", xml, count=1)
     path = os.path.join(env.tmp, name + ".xml")
     open(path, "w").write(xml)
     r = env.virsh("define", path)
     t.ok(r.ok, "%s: define (%d MiB, serial on a unix socket)" % (name, ram), r)
     return sock
+
+
+def memory_dir_of(name):
+    """The domain's directory of the hugetlbfs mount named on QEMU's command line."""
+    pid = qemu_pid(name)
+    try:
+        argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0") if pid else []
+    except OSError:
+        argv = []
+    for a in argv:
+        m = re.search(rb'"qom-type":"memory-backend-file".*"mem-path":"([^"]+)"', a)
+        if m:
+            return m.group(1).decode()
+    return None
+
+
+def hugetlb_ram_kib(pid, path):
+    """Private_Hugetlb of QEMU's mapping of its RAM file in `path` (smaps), or None."""
+    try:
+        text = open("/proc/%d/smaps" % pid).read()
+    except OSError:
+        return None
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        if (path + "/") in block.split("\n", 1)[0]:
+            m = re.search(r"Private_Hugetlb:\s+(\d+) kB", block)
+            return int(m.group(1)) if m else None
+    return None
+
+
+def check_on_huge_pages(name, ram, label):
+    """Asserts (hugepages runs) that the running guest's RAM is on the test's hugetlbfs."""
+    path = memory_dir_of(name)
+    t.ok(path is not None and path.startswith(hugepages.mount + "/libvirt/qemu-embed-") and os.path.isdir(path),
+         "%s: QEMU's RAM is a memory-backend-file in the domain's directory of the hugetlbfs" % label, path)
+    kib = hugetlb_ram_kib(qemu_pid(name), path) if path else None
+    t.ok(kib is not None and kib >= ram << 10,
+         "%s: QEMU maps the guest's %d MiB from huge pages (Private_Hugetlb %s kB)" % (label, ram, kib))
+
+
+def check_released(name):
+    """No directory of `name` is left on the hugetlbfs once its QEMU is gone."""
+    left = []
+    base = os.path.join(hugepages.mount, "libvirt")
+    for sub in os.listdir(base) if os.path.isdir(base) else []:
+        left += [os.path.join(sub, d) for d in os.listdir(os.path.join(base, sub)) if d.endswith("-" + name)]
+    t.eq(left, [], "%s: no hugetlbfs directory of the domain is left after destroy" % name)
 
 
 def snapshot_xml(name, mem, overlay):
@@ -256,6 +336,8 @@ def run_size(ram):
     name = "ip%d" % ram
     sock = define(name, ram)
     env.virsh_ok("%s: start" % name, "start", name)
+    if HUGEPAGES:
+        check_on_huge_pages(name, ram, name)
     serial = Serial(sock)
     t.on_finish(lambda: setattr(serial, "stop", True))
     got = serial.wait(r"VSFILL done", timeout=120 + ram * 0.1)
@@ -331,16 +413,46 @@ def run_size(ram):
              (name, seq, r["seq_at_pause"]))
     t.note("%s: reverted guest's first heartbeat seq %s; the last heartbeat before SUSPENDED was seq %s" %
            (name, seq, r["seq_at_pause"]))
+    if HUGEPAGES:
+        check_on_huge_pages(name, ram, name + " after the revert")
     time.sleep(1.5)
     env.virsh_ok("%s: destroy after the revert" % name, "destroy", name)
     counter, consistent, out = env.read_counter(vda_path(dom))
     t.ok(counter is not None and consistent,
          "%s: the reverted guest's counter continued consistently on the snapshot's disk (memory and disk "
          "of one instant)" % name, out)
+    if HUGEPAGES:
+        check_released(name)
     serial.stop = True
     os.unlink(r["mem"])
     return recs
 
+
+def refused_start(label, name, ram, page, expect):
+    """A hugepages guest that cannot start: the error, and nothing left behind."""
+    env.define_guest(name, memory_mib=ram, disks=(("vda", 16),))
+    xml = env.virsh("dumpxml", name).out
+    backing = "  <memoryBacking>\n    <hugepages>%s</hugepages>\n  </memoryBacking>\n" % page
+    anchor = r"(  <currentMemory[^\n]*\n)" if "<currentMemory" in xml else r"(  <memory[^\n]*\n)"
+    xml = re.sub(anchor, lambda m: m.group(1) + backing, xml, count=1)
+    path = os.path.join(env.tmp, name + "-hp.xml")
+    open(path, "w").write(xml)
+    env.virsh_ok("%s: define with <hugepages>" % label, "define", path)
+    r = env.virsh("start", name)
+    t.ok(not r.ok and re.search(expect, r.err), "%s: start fails: %s" % (label, expect), r)
+    t.eq(env.domain_state(name), "shut off", "%s: the domain stays shut off" % label)
+    t.eq(env.qemu_pids(), [], "%s: no QEMU is left" % label)
+    check_released(name)
+    env.virsh("undefine", name)
+
+
+if HUGEPAGES:
+    refused_start("1 GiB pages", "hp1g", 256, "<page size='1' unit='G'/>",
+                  r"internal error: Unable to find any usable hugetlbfs mount for 1048576 KiB")
+    # More RAM than the pool has free: QEMU cannot preallocate it.
+    too_big = (vstest.meminfo("HugePages_Free") * 2 + 512) // 2 * 2
+    refused_start("more than the pool", "hpbig", too_big, "",
+                  r"unable to map backing store for guest RAM: Cannot allocate memory")
 
 all_recs = {}
 for ram in RAMS:
@@ -348,7 +460,7 @@ for ram in RAMS:
 
 # ---------------------------------------------------------------- a paused domain stays paused
 name = "ipp"
-sock = define(name, 192)
+sock = define(name, PAUSED_RAM)
 env.virsh_ok("paused: start", "start", name)
 serial = Serial(sock)
 t.ok(serial.wait(r"VSGUEST ready", timeout=120) is not None, "paused: guest ready")

@@ -211,6 +211,79 @@ class Daemon:
             return ""
 
 
+class HugePagesUnavailable(Exception):
+    pass
+
+
+def meminfo(key):
+    """A /proc/meminfo value (kB, or a count for HugePages_*)."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+class HugePages:
+    """2 MiB huge pages for guests whose RAM is on hugetlbfs (<memoryBacking><hugepages/>).
+
+    reserve() adds `mib` to vm.nr_hugepages under a lock (so tests running in parallel add
+    up instead of overwriting each other) and mounts a private hugetlbfs; release() gives
+    both back. Raises HugePagesUnavailable (with the reason) when not root or when the
+    kernel cannot provide the pages."""
+
+    LOCK = "/run/lock/virtsnap-hugepages.lock"
+    NR = "/proc/sys/vm/nr_hugepages"
+
+    def __init__(self, mib):
+        self.pages = (mib + 1) // 2
+        self.added = 0
+        self.mount = None
+
+    def _adjust(self, delta):
+        import fcntl
+        os.makedirs(os.path.dirname(self.LOCK), exist_ok=True)
+        with open(self.LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with open(self.NR) as f:
+                now = int(f.read())
+            with open(self.NR, "w") as f:
+                f.write(str(max(0, now + delta)))
+            with open(self.NR) as f:
+                return int(f.read()) - now
+
+    def reserve(self):
+        if os.geteuid() != 0:
+            raise HugePagesUnavailable("reserving huge pages needs root")
+        if meminfo("Hugepagesize") != 2048:
+            raise HugePagesUnavailable("the default huge page size is not 2 MiB")
+        self.added = self._adjust(self.pages)
+        if self.added < self.pages:
+            got = self.added
+            self.release()
+            raise HugePagesUnavailable("the kernel gave %d of %d huge pages" % (got, self.pages))
+        self.mount = tempfile.mkdtemp(prefix="virtsnap-hugetlbfs-")
+        r = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", self.mount],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.release()
+            raise HugePagesUnavailable("cannot mount hugetlbfs: " + r.stderr.strip())
+        return self
+
+    def release(self):
+        if self.mount:
+            # Lazily: a QEMU still dying keeps its (unlinked) RAM file mapped.
+            subprocess.run(["umount", "-l", self.mount], capture_output=True)
+            try:
+                os.rmdir(self.mount)
+            except OSError:
+                pass
+            self.mount = None
+        if self.added:
+            self._adjust(-self.added)
+            self.added = 0
+
+
 class Env:
     """A temporary root with a running virtsnapd and the test guest."""
 
