@@ -21,15 +21,26 @@ memory written (file size, or vm-state-size for internal) and the rate = size / 
 job's time_elapsed when the daemon reports a completed job; else the call time). Once per run: this disk's sequential write rate (dd 2 GiB, conv=fdatasync).
 A mode a daemon refuses is reported with its error, not treated as a failure.
 
+--hugepages backs the guests' RAM with hugetlbfs 2 MiB pages (<memoryBacking><hugepages/>, both
+daemons): it raises /proc/sys/vm/nr_hugepages until the largest --ram + 64 MiB of pages are free
+(and fails if the kernel gives fewer), mounts hugetlbfs (pagesize=2M) on /dev/hugepages if no such
+mount exists (restarting a running libvirtd, which finds its mounts in /proc/mounts when it starts),
+gives virtsnapd the mount as virtsnapd.conf's hugetlbfs_mount, and at the end (also on failure or
+Ctrl-C) unmounts what it mounted and puts nr_hugepages back.
+
     /usr/bin/python3 bench/bench_snapshot.py [--quick] [--ram 256,1024,4096] [--reps N]
                                              [--modes disk-only,internal,...] [--only virtsnapd|libvirtd]
+                                             [--hugepages] [--emulator QEMU] [--no-dd]
 
-Run as root after bench/setup.sh. Writes bench/results/snapshot.md (+ .json).
+Run as root after bench/setup.sh. Writes bench/results/snapshot-<RAM tags>.md (+ .json);
+with --hugepages snapshot-<RAM tags>-hugepages.md (+ .json).
 """
 import argparse
+import atexit
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -180,12 +191,182 @@ def emulator_version():
         return "unknown QEMU"
 
 
+# ---------------------------------------------------------------- --hugepages
+NR_HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+HUGETLBFS_DIR = "/dev/hugepages"
+HUGEPAGE_KIB = 2048
+HUGEPAGES_SLACK_MIB = 64
+HUGEPAGES = False  # guest_xml(): <memoryBacking><hugepages/></memoryBacking>
+
+
+def meminfo_hugepages():
+    """{"HugePages_Total": n, "HugePages_Free": n, "HugePages_Rsvd": n, "HugePages_Surp": n, "Hugepagesize": KiB}"""
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(("HugePages_", "Hugepagesize")):
+                k, v = line.split(":", 1)
+                out[k] = int(v.split()[0])
+    return out
+
+
+def _size_kib(text):
+    """hugetlbfs' pagesize= option ("2M", "1G", "2097152") in KiB."""
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", text)
+    if not m:
+        return None
+    n, unit = int(m.group(1)), m.group(2).lower()
+    return n // 1024 if not unit else n * {"k": 1, "m": 1024, "g": 1024 * 1024}[unit]
+
+
+def hugetlbfs_mounts():
+    """[(directory, page size KiB)] of the hugetlbfs mounts in /proc/mounts."""
+    default_kib = meminfo_hugepages().get("Hugepagesize")
+    out = []
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 4 or fields[2] != "hugetlbfs":
+                continue
+            kib = default_kib
+            for opt in fields[3].split(","):
+                if opt.startswith("pagesize="):
+                    kib = _size_kib(opt[len("pagesize="):])
+            path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1])
+            out.append((path, kib))
+    return out
+
+
+class HugePages:
+    """nr_hugepages and the hugetlbfs mount for a --hugepages run. setup() raises SystemExit with
+    the reason when the pages or the mount cannot be had; restore() (idempotent, also registered
+    with atexit) unmounts what setup() mounted and writes nr_hugepages' old value back."""
+
+    def __init__(self, ram_mib):
+        self.ram_mib = ram_mib
+        self.need = -(-(ram_mib + HUGEPAGES_SLACK_MIB) * 1024 // HUGEPAGE_KIB)  # pages, rounded up
+        self.old_nr = None   # nr_hugepages before setup(); None until read
+        self.set_nr = None   # what setup() wrote, None if it did not have to
+        self.got_nr = None   # what nr_hugepages read after that (the kernel may give fewer)
+        self.mount = None
+        self.mounted = False  # setup() mounted self.mount
+        self.free_at_start = None
+        self.restored = False
+
+    def _read_nr(self):
+        with open(NR_HUGEPAGES) as f:
+            return int(f.read().strip())
+
+    def _write_nr(self, n):
+        with open(NR_HUGEPAGES, "w") as f:
+            f.write("%d\n" % n)
+
+    def _available(self):
+        # HugePages_Free counts pages reserved by mappings not yet faulted in; those are not ours
+        mi = meminfo_hugepages()
+        return mi.get("HugePages_Free", 0) - mi.get("HugePages_Rsvd", 0)
+
+    def setup(self):
+        atexit.register(self.restore)
+        mi = meminfo_hugepages()
+        if mi.get("Hugepagesize") != HUGEPAGE_KIB:
+            raise SystemExit("bench_snapshot --hugepages: the default huge page size is %s KiB, not %d KiB "
+                             "(nr_hugepages and <hugepages/> use the default size)"
+                             % (mi.get("Hugepagesize"), HUGEPAGE_KIB))
+        self.old_nr = self._read_nr()
+        avail = self.free_at_start = self._available()
+        if avail < self.need:
+            for attempt in range(2):
+                self.set_nr = self._read_nr() + (self.need - self._available())
+                bl.log("hugepages: nr_hugepages %d -> %d (%d free, need %d = %d MiB + %d MiB)" % (
+                    self._read_nr(), self.set_nr, self._available(), self.need, self.ram_mib, HUGEPAGES_SLACK_MIB))
+                try:
+                    self._write_nr(self.set_nr)
+                    self.got_nr = self._read_nr()
+                except OSError as e:
+                    raise SystemExit("bench_snapshot --hugepages: cannot write %s: %s" % (NR_HUGEPAGES, e))
+                avail = self._available()
+                if avail >= self.need or attempt:
+                    break
+                # the kernel found too few contiguous 2 MiB blocks: compact memory and ask once more
+                try:
+                    with open("/proc/sys/vm/compact_memory", "w") as f:
+                        f.write("1\n")
+                except OSError:
+                    break
+            if avail < self.need:
+                mi = meminfo_hugepages()
+                raise SystemExit("bench_snapshot --hugepages: asked for nr_hugepages=%d but the kernel gave %d "
+                                 "(HugePages_Free %d, HugePages_Rsvd %d): %d 2 MiB pages free, %d needed for "
+                                 "--ram %d MiB + %d MiB; free some memory or use a smaller --ram"
+                                 % (self.set_nr, self._read_nr(), mi.get("HugePages_Free", 0),
+                                    mi.get("HugePages_Rsvd", 0), avail, self.need, self.ram_mib,
+                                    HUGEPAGES_SLACK_MIB))
+            bl.log("hugepages: nr_hugepages now %d, %d pages free" % (self._read_nr(), avail))
+        else:
+            bl.log("hugepages: %d 2 MiB pages free (nr_hugepages %d), %d needed; nr_hugepages left as is"
+                   % (avail, self.old_nr, self.need))
+        mounts = [d for d, kib in hugetlbfs_mounts() if kib == HUGEPAGE_KIB]
+        if mounts:
+            self.mount = mounts[0]
+            bl.log("hugepages: using the hugetlbfs mount %s" % self.mount)
+        else:
+            self.mount = HUGETLBFS_DIR
+            os.makedirs(self.mount, exist_ok=True)
+            if os.path.ismount(self.mount):
+                raise SystemExit("bench_snapshot --hugepages: %s is already a mount point, but not of a "
+                                 "2 MiB hugetlbfs" % self.mount)
+            r = subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", self.mount],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise SystemExit("bench_snapshot --hugepages: mount -t hugetlbfs on %s failed: %s"
+                                 % (self.mount, r.stderr.strip()))
+            self.mounted = True
+            bl.log("hugepages: mounted hugetlbfs (pagesize=2M) on %s" % self.mount)
+
+    def restore(self):
+        if self.restored:
+            return
+        self.restored = True
+        if self.mounted:
+            r = subprocess.run(["umount", self.mount], capture_output=True, text=True)
+            if r.returncode == 0:
+                bl.log("hugepages: unmounted %s" % self.mount)
+            else:
+                bl.log("hugepages: WARNING: umount %s failed: %s" % (self.mount, r.stderr.strip()))
+        if self.set_nr is not None and self.old_nr is not None:
+            try:
+                now = self._read_nr()
+                if self.got_nr is not None and now != self.got_nr:
+                    bl.log("hugepages: WARNING: nr_hugepages is %d, not the %d this run left it at: something "
+                           "else changed it meanwhile; writing back %d all the same" % (now, self.got_nr, self.old_nr))
+                self._write_nr(self.old_nr)
+                bl.log("hugepages: nr_hugepages back to %d (now %d)" % (self.old_nr, self._read_nr()))
+            except OSError as e:
+                bl.log("hugepages: WARNING: could not restore nr_hugepages=%d: %s" % (self.old_nr, e))
+
+    def summary(self):
+        return {"page_kib": HUGEPAGE_KIB, "mount": self.mount, "mounted_by_bench": self.mounted,
+                "pages_needed": self.need, "free_at_start": self.free_at_start,
+                "nr_hugepages_before": self.old_nr, "nr_hugepages_set": self.set_nr,
+                "nr_hugepages_during": self.got_nr}
+
+
+def _exit_on_signal(signum, _frame):
+    # SIGTERM/SIGHUP end the run like Ctrl-C does: the finally blocks destroy the guests and
+    # restore nr_hugepages and the mount
+    raise SystemExit(128 + signum)
+
+
 def guest_xml(name, kernel, initrd, disk, sock, ram_mib, fill_mib):
     cmdline = "console=ttyS0 quiet vs.heartbeat=%d vs.fill=%d vs.counter=/dev/vda" % (HB_MS, fill_mib)
+    # libvirt's order: memory, currentMemory, memoryBacking, vcpu
+    backing = "  <memoryBacking>\n    <hugepages/>\n  </memoryBacking>\n" if HUGEPAGES else ""
     return ("<domain type='qemu'>\n"
             "  <name>%s</name>\n"
             "  <uuid>%s</uuid>\n"
             "  <memory unit='MiB'>%d</memory>\n"
+            "%s"
             "  <vcpu>1</vcpu>\n"
             "  <os>\n"
             "    <type arch='x86_64' machine='pc'>hvm</type>\n"
@@ -207,7 +388,7 @@ def guest_xml(name, kernel, initrd, disk, sock, ram_mib, fill_mib):
             "      <target port='0'/>\n"
             "    </serial>\n"
             "  </devices>\n"
-            "</domain>\n") % (name, uuidlib.uuid4(), ram_mib, kernel, initrd, cmdline, EMULATOR, disk, sock)
+            "</domain>\n") % (name, uuidlib.uuid4(), ram_mib, backing, kernel, initrd, cmdline, EMULATOR, disk, sock)
 
 
 def current_vda(dom):
@@ -346,12 +527,19 @@ def run_target(t, kernel, initrd, rams, modes, reps, work_root):
                                 "serial_tail": [l for _, l in serial.lines[-5:]]})
                     continue
                 bl.log("%s %d MiB: filled %d MiB in %.0f s" % (t.name, ram, fill, got[0] - t_boot))
+                hp_free = None
+                if HUGEPAGES:
+                    mi = meminfo_hugepages()
+                    hp_free = mi.get("HugePages_Free")
+                    bl.log("%s %d MiB: HugePages_Free %s of %s while the guest runs" % (
+                        t.name, ram, hp_free, mi.get("HugePages_Total")))
                 # idle baseline: heartbeat arrival jitter with no snapshot
                 time.sleep(3)
                 tb = time.monotonic()
                 longest, gap, lost = hb_stats(serial.heartbeats(tb - 3, tb))
                 out.append({"target": t.name, "ram": ram, "mode": "(idle baseline, 3 s)", "hb_longest_s": longest,
-                            "hb_guest_gap_ms": gap, "hb_lost": lost, "fill_mib": fill})
+                            "hb_guest_gap_ms": gap, "hb_lost": lost, "fill_mib": fill,
+                            **({"hugepages_free": hp_free} if HUGEPAGES else {})})
                 for mode in modes:
                     if mode == "ext-mem-instant" and isinstance(t, bl.LibvirtdTarget):
                         out.append({"target": t.name, "ram": ram, "mode": mode,
@@ -398,7 +586,7 @@ def short(rec):
     return s
 
 
-def report(records, skipped, disk_rate, args, direct_rate=None):
+def report(records, skipped, disk_rate, args, direct_rate=None, hugepages=None):
     groups = {}
     order = []
     for r in records:
@@ -427,11 +615,18 @@ def report(records, skipped, disk_rate, args, direct_rate=None):
                      "%.2f×" % (rate / disk_rate) if rate and disk_rate else "—",
                      ("unsupported/failed: " + err[0][:120]) if err else ""])
     m = bl.machine_summary()
-    lines = ["# bench_snapshot, %s" % time.strftime("%Y-%m-%d %H:%M"), "",
+    lines = ["# bench_snapshot, %s%s" % (time.strftime("%Y-%m-%d %H:%M"),
+                                        ", guest RAM on hugetlbfs 2 MiB pages" if hugepages else ""), "",
              "Machine: %s, %s cores, %s GiB, kernel %s, %s, load %s" % (
                  m["cpu"], m["cores"], m["mem_gib"], m["kernel"], emulator_version(), " ".join(m["loadavg"])),
              "Guests' emulator: %s" % EMULATOR,
              "Command: `/usr/bin/python3 bench/bench_snapshot.py %s`" % " ".join(sys.argv[1:]),
+             ] + ([
+             "Guest RAM: hugetlbfs 2 MiB pages (--hugepages: <memoryBacking><hugepages/>, mount %s%s; "
+             "nr_hugepages %s%s), not anonymous memory" % (
+                 hugepages.mount, ", mounted by this run" if hugepages.mounted else "", hugepages.old_nr,
+                 " -> %d during the run" % hugepages.got_nr if hugepages.got_nr is not None else " (enough free)"),
+             ] if hugepages else []) + [
              "Disk sequential write (dd 2 GiB, conv=fdatasync): %s" % (
                  "%.0f MiB/s" % disk_rate if disk_rate else "not measured (--no-dd)"),
              "Disk sequential write with O_DIRECT (dd 2 GiB, bs=8M, oflag=direct): %s" % (
@@ -445,9 +640,15 @@ def report(records, skipped, disk_rate, args, direct_rate=None):
     tag = "-".join(str(r) for r in sorted({r.get("ram") for r in records if r.get("ram")}))
     if EMULATOR != "/usr/bin/qemu-system-x86_64":
         tag += "-" + re.sub(r"[^0-9]+", "-", emulator_version().split("(")[0]).strip("-")
-    path = bl.write_result("snapshot-%s.md" % (tag or "none"), text)
-    bl.write_result("snapshot-%s.json" % (tag or "none"), json.dumps({"machine": m, "disk_rate_mibs": disk_rate, "records": records,
-                                                 "skipped": skipped}, indent=1, default=str))
+    base = "snapshot-%s" % (tag or "none")
+    if hugepages:
+        base += "-hugepages"
+    path = bl.write_result(base + ".md", text)
+    bl.write_result(base + ".json", json.dumps({"machine": m, "args": vars(args), "argv": sys.argv[1:],
+                                                "guest_ram": "hugetlbfs-2M" if hugepages else "anonymous",
+                                                "hugepages": hugepages.summary() if hugepages else None,
+                                                "disk_rate_mibs": disk_rate, "records": records,
+                                                "skipped": skipped}, indent=1, default=str))
     print("\nwrote %s" % path)
 
 
@@ -462,6 +663,9 @@ def main():
     ap.add_argument("--emulator", default=EMULATOR,
                     help="the guests' QEMU (e.g. tests/qemu10/cache/qemu-system-x86_64, which "
                          "tests/qemu10/fetch-qemu10.sh makes); results are tagged with its version")
+    ap.add_argument("--hugepages", action="store_true",
+                    help="back guest RAM with hugetlbfs 2 MiB pages (<memoryBacking><hugepages/>) on both "
+                         "daemons; raises nr_hugepages for the run and restores it; results get -hugepages")
     args = ap.parse_args()
     set_emulator(os.path.abspath(args.emulator))
     rams = [int(x) for x in (args.ram or ("256" if args.quick else "256,1024,4096")).split(",")]
@@ -476,8 +680,34 @@ def main():
     if not guest:
         sys.exit("bench_snapshot: " + why)
     kernel, initrd = guest
+    global HUGEPAGES
+    hp = HugePages(max(rams)) if args.hugepages else None
+    try:
+        if hp:
+            HUGEPAGES = True
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _exit_on_signal)
+            hp.setup()  # before any guest starts
+            line = 'hugetlbfs_mount = "%s"' % hp.mount
+            if not bl.add_daemon_conf(line):
+                bl.log("hugepages: VIRTSNAP_BENCH_CONF sets hugetlbfs_mount already; not adding '%s'" % line)
+        run(args, kernel, initrd, rams, modes, hp)
+    finally:
+        if hp:
+            hp.restore()
+
+
+def run(args, kernel, initrd, rams, modes, hp):
     start_event_loop()
     targets, skipped = bl.targets_from_args(args.only or "both")
+    if hp and hp.mounted:
+        for t in targets:
+            if isinstance(t, bl.LibvirtdTarget) and t.pid() is not None:
+                # libvirtd looks for hugetlbfs mounts when it starts, so it does not know the new one
+                bl.log("hugepages: restarting libvirtd so that it finds %s" % hp.mount)
+                t.stop()
+                if not t.start():
+                    raise SystemExit("bench_snapshot --hugepages: libvirtd did not come back after its restart")
     import tempfile
     work_root = tempfile.mkdtemp(prefix="vsbench-snap-", dir="/var/tmp")
     disk_rate = direct_rate = None
@@ -499,7 +729,7 @@ def main():
                 t.cleanup()
     finally:
         subprocess.run(["rm", "-rf", work_root])
-    report(records, skipped, disk_rate, args, direct_rate)
+    report(records, skipped, disk_rate, args, direct_rate, hp)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,19 @@ RESULTS = os.environ.get("VIRTSNAP_BENCH_RESULTS", os.path.join(HERE, "results")
 # VIRTSNAP_BENCH_CONF: virtsnapd.conf lines for the bench's daemon, e.g. 'snapshot_image_format = "sparse"'.
 DAEMON_CONF = os.environ.get("VIRTSNAP_BENCH_CONF", "")
 
+
+def add_daemon_conf(line):
+    """Appends a virtsnapd.conf line to VIRTSNAP_BENCH_CONF's for the daemons started after this
+    (VirtsnapdTarget._spawn writes DAEMON_CONF). False, and nothing added, when VIRTSNAP_BENCH_CONF
+    already sets that key: the explicit setting wins."""
+    global DAEMON_CONF
+    key = line.split("=", 1)[0].strip()
+    if any(l.split("=", 1)[0].strip() == key for l in DAEMON_CONF.replace("\\n", "\n").splitlines()):
+        return False
+    DAEMON_CONF = "\n".join(x for x in (DAEMON_CONF, line) if x)
+    return True
+
+
 sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests", "e2e"))
 import vstest  # noqa: E402  (shared daemon/QEMU helpers of the e2e harness)
 import libvirt  # noqa: E402
