@@ -30,9 +30,10 @@ change the sizes and the number of snapshots per size.
 VIRTSNAP_INSTANT_HUGEPAGES=1 runs every guest with its RAM on 2 MiB huge pages
 (<memoryBacking><hugepages/>, a private hugetlbfs given to virtsnapd as
 hugetlbfs_mount): QEMU's populate walk and write protection then go by huge
-page. Also asserted then: QEMU's RAM is a memory-backend-file in the domain's
-directory of that mount, the guest's RAM comes out of the huge page pool, and
-the directory is gone and the pages are back once the guest is destroyed.
+page. Also asserted then: QEMU maps the guest's RAM from the huge page pool, in
+the domain's directory of that mount (also after the revert), and no directory
+is left once the guest is destroyed (the rest of the huge page support:
+test_hugepages.py).
 """
 import os
 import re
@@ -203,13 +204,6 @@ def guest_ram_thp_kib(pid, ram_mib):
     return best[1] if best else None
 
 
-def qemu_pid(name):
-    try:
-        return int(open(os.path.join(env.root, "run", "qemu", name + ".pid")).read().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def vda_path(dom):
     return env.disk_path(dom.name(), "vda")
 
@@ -230,50 +224,20 @@ def define(name, ram):
     return sock
 
 
-def memory_dir_of(name):
-    """The domain's directory of the hugetlbfs mount named on QEMU's command line."""
-    pid = qemu_pid(name)
-    try:
-        argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0") if pid else []
-    except OSError:
-        argv = []
-    for a in argv:
-        m = re.search(rb'"qom-type":"memory-backend-file".*"mem-path":"([^"]+)"', a)
-        if m:
-            return m.group(1).decode()
-    return None
-
-
-def hugetlb_ram_kib(pid, path):
-    """Private_Hugetlb of QEMU's mapping of its RAM file in `path` (smaps), or None."""
-    try:
-        text = open("/proc/%d/smaps" % pid).read()
-    except OSError:
-        return None
-    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
-        if (path + "/") in block.split("\n", 1)[0]:
-            m = re.search(r"Private_Hugetlb:\s+(\d+) kB", block)
-            return int(m.group(1)) if m else None
-    return None
-
-
 def check_on_huge_pages(name, ram, label):
     """Asserts (hugepages runs) that the running guest's RAM is on the test's hugetlbfs."""
-    path = memory_dir_of(name)
+    pid = env.qemu_pid(name)
+    path = vstest.qemu_memory_dir(pid)
     t.ok(path is not None and path.startswith(hugepages.mount + "/libvirt/qemu-embed-") and os.path.isdir(path),
          "%s: QEMU's RAM is a memory-backend-file in the domain's directory of the hugetlbfs" % label, path)
-    kib = hugetlb_ram_kib(qemu_pid(name), path) if path else None
+    kib = vstest.hugetlb_ram_kib(pid, path) if path else None
     t.ok(kib is not None and kib >= ram << 10,
          "%s: QEMU maps the guest's %d MiB from huge pages (Private_Hugetlb %s kB)" % (label, ram, kib))
 
 
 def check_released(name):
-    """No directory of `name` is left on the hugetlbfs once its QEMU is gone."""
-    left = []
-    base = os.path.join(hugepages.mount, "libvirt")
-    for sub in os.listdir(base) if os.path.isdir(base) else []:
-        left += [os.path.join(sub, d) for d in os.listdir(os.path.join(base, sub)) if d.endswith("-" + name)]
-    t.eq(left, [], "%s: no hugetlbfs directory of the domain is left after destroy" % name)
+    t.eq(vstest.hugetlbfs_dirs(hugepages.mount, name), [],
+         "%s: no hugetlbfs directory of the domain is left after destroy" % name)
 
 
 def snapshot_xml(name, mem, overlay):
@@ -353,7 +317,7 @@ def run_size(ram):
 
     recs = []
     for i in range(REPS):
-        pid = qemu_pid(name)
+        pid = env.qemu_pid(name)
         thp = guest_ram_thp_kib(pid, ram) if pid else None
         rec = take(dom, serial, "%s-s%d" % (name, i), name)
         rec["thp"] = thp
@@ -427,32 +391,6 @@ def run_size(ram):
     os.unlink(r["mem"])
     return recs
 
-
-def refused_start(label, name, ram, page, expect):
-    """A hugepages guest that cannot start: the error, and nothing left behind."""
-    env.define_guest(name, memory_mib=ram, disks=(("vda", 16),))
-    xml = env.virsh("dumpxml", name).out
-    backing = "  <memoryBacking>\n    <hugepages>%s</hugepages>\n  </memoryBacking>\n" % page
-    anchor = r"(  <currentMemory[^\n]*\n)" if "<currentMemory" in xml else r"(  <memory[^\n]*\n)"
-    xml = re.sub(anchor, lambda m: m.group(1) + backing, xml, count=1)
-    path = os.path.join(env.tmp, name + "-hp.xml")
-    open(path, "w").write(xml)
-    env.virsh_ok("%s: define with <hugepages>" % label, "define", path)
-    r = env.virsh("start", name)
-    t.ok(not r.ok and re.search(expect, r.err), "%s: start fails: %s" % (label, expect), r)
-    t.eq(env.domain_state(name), "shut off", "%s: the domain stays shut off" % label)
-    t.eq(env.qemu_pids(), [], "%s: no QEMU is left" % label)
-    check_released(name)
-    env.virsh("undefine", name)
-
-
-if HUGEPAGES:
-    refused_start("1 GiB pages", "hp1g", 256, "<page size='1' unit='G'/>",
-                  r"internal error: Unable to find any usable hugetlbfs mount for 1048576 KiB")
-    # More RAM than the pool has free: QEMU cannot preallocate it.
-    too_big = (vstest.meminfo("HugePages_Free") * 2 + 512) // 2 * 2
-    refused_start("more than the pool", "hpbig", too_big, "",
-                  r"unable to map backing store for guest RAM: Cannot allocate memory")
 
 all_recs = {}
 for ram in RAMS:

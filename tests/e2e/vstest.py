@@ -284,6 +284,42 @@ class HugePages:
             self.added = 0
 
 
+def qemu_memory_dir(pid):
+    """The mem-path of QEMU's memory-backend-file (its /proc cmdline), or None."""
+    try:
+        argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0") if pid else []
+    except OSError:
+        argv = []
+    for a in argv:
+        m = re.search(rb'"qom-type":"memory-backend-file".*"mem-path":"([^"]+)"', a)
+        if m:
+            return m.group(1).decode()
+    return None
+
+
+def hugetlb_ram_kib(pid, directory):
+    """Private_Hugetlb (kB) of QEMU's mapping of a file in `directory` (smaps), or None."""
+    try:
+        text = open("/proc/%d/smaps" % pid).read()
+    except OSError:
+        return None
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        if (directory + "/") in block.split("\n", 1)[0]:
+            m = re.search(r"Private_Hugetlb:\s+(\d+) kB", block)
+            return int(m.group(1)) if m else None
+    return None
+
+
+def hugetlbfs_dirs(mount, name):
+    """The domain directories of `name` (<id>-<name>) under a hugetlbfs mount's libvirt/."""
+    base = os.path.join(mount, "libvirt")
+    out = []
+    for sub in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        out += [os.path.join(base, sub, d) for d in sorted(os.listdir(os.path.join(base, sub)))
+                if re.fullmatch(r"-?\d+-" + re.escape(name[:20]), d)]
+    return out
+
+
 class Env:
     """A temporary root with a running virtsnapd and the test guest."""
 
@@ -507,6 +543,13 @@ class Env:
 
     def qemu_pids(self):
         return qemu_pids(self.root)
+
+    def qemu_pid(self, name):
+        """The pid in the domain's pid file, or None."""
+        try:
+            return int(open(os.path.join(self.root, "run", "qemu", name + ".pid")).read().strip())
+        except (OSError, ValueError):
+            return None
 
     def journals(self):
         """The job journals left in the state directory, sorted."""
