@@ -220,13 +220,16 @@ Status Builder::memory_backing(const xml::Node &backing) {
                                                                 *size + "'.");
         page_kib = *kib;
     }
-    const HugetlbfsMount *mount = nullptr;
-    for (const auto &m : host_.hugetlbfs)
-        if (page_kib ? m.page_kib == page_kib : m.default_size) mount = &m;
-    if (!mount && !page_kib && !host_.hugetlbfs.empty()) mount = &host_.hugetlbfs.front();
     if (host_.hugetlbfs.empty())
         return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
                     "hugetlbfs filesystem is not mounted or disabled by administrator config");
+    // No size asked: the mount of the kernel's default size, else the first.
+    const HugetlbfsMount *mount = page_kib ? nullptr : &host_.hugetlbfs.front();
+    for (const auto &m : host_.hugetlbfs)
+        if (page_kib ? m.page_kib == page_kib : m.default_size) {
+            mount = &m;
+            break;
+        }
     if (!mount)
         return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,
                     "Unable to find any usable hugetlbfs mount for " + std::to_string(page_kib) + " KiB");

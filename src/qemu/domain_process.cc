@@ -295,8 +295,13 @@ Status DomainProcess::launch(const conf::DomainDef &def, const StartOptions &opt
     }
 
     // Guest RAM on huge pages: QEMU creates (and unlinks at once) its file in
-    // this directory, so nothing but the directory is left to clean up.
-    for (const auto &dir : cmd.memory_dirs) TRY(file::make_dirs(dir, 0700, kDomain));
+    // this directory, so nothing but the directory is left to clean up. The
+    // directories above it are shared with other daemons on the mount
+    // (libvirtd's QEMU runs as another user and must get through them).
+    for (const auto &dir : cmd.memory_dirs) {
+        TRY(file::make_dirs(file::dirname(dir), 0755, kDomain));
+        TRY(file::make_dirs(dir, 0700, kDomain));
+    }
 
     process::SpawnOptions so;
     so.argv = cmd.argv;
