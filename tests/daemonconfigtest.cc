@@ -90,7 +90,8 @@ int main() {
     in.machines = {"pc-i440fx-7.2", "pc-q35-7.2"};
     in.machine_aliases = {"pc", "q35"};
     in.cpus = 2;
-    in.memory_kib = 1024;
+    in.memory_kib = 24683784;
+    in.huge_pages = {{2048, 100}, {1048576, 0}};
     std::string caps = daemon::format_host_capabilities(in);
     auto doc = xml::parse(caps, "caps", VIR_FROM_NONE);
     t.ok(doc.has_value(), "capabilities parse as XML");
@@ -98,6 +99,15 @@ int main() {
         auto v = xml::validate_rng(*doc, xml::schema_dir() + "/capability.rng", VIR_FROM_NONE);
         t.ok(v.has_value(), "capabilities validate against capability.rng", v ? "" : v.error().message());
     }
+    // libvirt's page sizes in <cpu>, the pages of each in the cell (4 KiB: what the pools do not hold).
+    t.ok(caps.find("      <arch>x86_64</arch>\n      <pages unit='KiB' size='4'/>\n"
+                   "      <pages unit='KiB' size='2048'/>\n      <pages unit='KiB' size='1048576'/>\n    </cpu>") !=
+             std::string::npos,
+         "page sizes in <cpu>", caps);
+    t.ok(caps.find("<memory unit='KiB'>24683784</memory>\n          <pages unit='KiB' size='4'>6119746</pages>\n"
+                   "          <pages unit='KiB' size='2048'>100</pages>\n"
+                   "          <pages unit='KiB' size='1048576'>0</pages>\n") != std::string::npos,
+         "pages per size in the cell", caps);
     t.ok(caps.find("<domain type='qemu'/>") != std::string::npos && caps.find("type='kvm'") == std::string::npos,
          "qemu guests offered, kvm only when usable");
     in.kvm_usable = true;

@@ -7,6 +7,13 @@
 namespace virtsnap::daemon {
 
 std::string format_host_capabilities(const HostCapabilitiesInput &in) {
+    // libvirt's virCapabilitiesHostNUMA pages: every size in <cpu>, the
+    // pages of each size in the cell.
+    std::vector<HostCapabilitiesInput::PagePool> pages;
+    unsigned long long in_pools = 0;
+    for (const auto &p : in.huge_pages) in_pools += p.size_kib * p.count;
+    pages.push_back({4, in.memory_kib > in_pools ? (in.memory_kib - in_pools) / 4 : 0});
+    pages.insert(pages.end(), in.huge_pages.begin(), in.huge_pages.end());
     xml::Writer w;
     w.line("<capabilities>");
     w.adjust_indent(2);
@@ -15,6 +22,7 @@ std::string format_host_capabilities(const HostCapabilitiesInput &in) {
     w.text_element("uuid", in.host_uuid);
     w.open("cpu");
     w.text_element("arch", "x86_64");
+    for (const auto &p : pages) w.empty("pages", {{"unit", "KiB"}, {"size", std::to_string(p.size_kib)}});
     w.close("cpu");
     w.open("power_management");
     w.close("power_management");
@@ -26,6 +34,8 @@ std::string format_host_capabilities(const HostCapabilitiesInput &in) {
     w.open("cells", {{"num", "1"}});
     w.open("cell", {{"id", "0"}});
     w.text_element("memory", std::to_string(in.memory_kib), {{"unit", "KiB"}});
+    for (const auto &p : pages)
+        w.text_element("pages", std::to_string(p.count), {{"unit", "KiB"}, {"size", std::to_string(p.size_kib)}});
     w.open("cpus", {{"num", std::to_string(in.cpus)}});
     for (unsigned i = 0; i < in.cpus; ++i)
         w.empty("cpu", {{"id", std::to_string(i)}, {"socket_id", "0"}, {"die_id", "0"}, {"core_id", std::to_string(i)},

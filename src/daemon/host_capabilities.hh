@@ -19,6 +19,13 @@ struct HostCapabilitiesInput {
     bool kvm_usable = false;
     unsigned cpus = 1;
     unsigned long long memory_kib = 0;
+    // Huge page pools (qemu::huge_page_pools()): size in KiB and pages
+    // reserved. The system's 4 KiB pages come first, as in libvirt's output,
+    // counting the memory the pools do not hold.
+    struct PagePool {
+        unsigned long long size_kib = 0, count = 0;
+    };
+    std::vector<PagePool> huge_pages;
 };
 
 std::string format_host_capabilities(const HostCapabilitiesInput &in);

@@ -8,12 +8,15 @@
 #include "util/log.hh"
 #include "util/raii.hh"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <linux/magic.h>
@@ -112,6 +115,22 @@ Result<std::vector<HugetlbfsMount>> find_hugetlbfs_mounts(const std::string &con
         if (auto kib = hugetlbfs_page_kib(path)) add(path, *kib);
     }
     return mounts;
+}
+
+std::vector<HugePagePool> huge_page_pools() {
+    std::vector<HugePagePool> pools;
+    const std::string root = "/sys/kernel/mm/hugepages";
+    DIR *d = ::opendir(root.c_str());
+    if (!d) return pools;
+    while (struct dirent *e = ::readdir(d)) {
+        unsigned long long kib = 0;
+        if (std::sscanf(e->d_name, "hugepages-%llukB", &kib) != 1 || kib == 0) continue;
+        auto text = file::read(root + "/" + e->d_name + "/nr_hugepages", 64, VIR_FROM_QEMU);
+        pools.push_back({kib, text ? std::strtoull(text->c_str(), nullptr, 10) : 0});
+    }
+    ::closedir(d);
+    std::sort(pools.begin(), pools.end(), [](const auto &a, const auto &b) { return a.size_kib < b.size_kib; });
+    return pools;
 }
 
 QemuCapsCache &host_caps_cache() {

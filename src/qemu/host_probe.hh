@@ -34,4 +34,11 @@ KvmSupport host_kvm_support(const std::string &binary);
 // the one of /proc/meminfo's Hugepagesize is the default.
 [[nodiscard]] Result<std::vector<HugetlbfsMount>> find_hugetlbfs_mounts(const std::string &configured);
 
+// The kernel's huge page pools, smallest size first: size in KiB and pages
+// reserved (/sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages).
+struct HugePagePool {
+    unsigned long long size_kib = 0, count = 0;
+};
+std::vector<HugePagePool> huge_page_pools();
+
 }  // namespace virtsnap::qemu
