@@ -29,25 +29,15 @@ import vstest  # noqa: E402
 RAM = 192
 t = vstest.Tap()
 env = vstest.Env(t, start_daemon=False)
-hugepages = vstest.HugePages(2 * RAM + 64)
-try:
-    hugepages.reserve()
-except vstest.HugePagesUnavailable as e:
-    t.skip_all(str(e))
-t.on_finish(hugepages.release)
-
-conf_path = os.path.join(env.root, "etc", "virtsnapd.conf")
-os.makedirs(os.path.dirname(conf_path), exist_ok=True)
-with open(conf_path, "w") as conf:
-    conf.write('hugetlbfs_mount = "%s"\n' % env.images)
+hugepages = env.start_with_hugepages(2 * RAM + 64)
+# A hugetlbfs_mount that is no hugetlbfs stops the daemon from starting.
+env.daemon.stop()
+env.write_conf('hugetlbfs_mount = "%s"\n' % env.images)
 t.ok(not env.daemon.start(timeout=10) and "is not a mounted hugetlbfs" in env.daemon.log_text(),
      "virtsnapd refuses a hugetlbfs_mount that is not a hugetlbfs", env.daemon.log_text()[-500:])
 env.daemon.stop()
-with open(conf_path, "w") as conf:
-    conf.write('hugetlbfs_mount = "%s"\n' % hugepages.mount)
-if not env.daemon.start():
-    t.ok(False, "virtsnapd starts with hugetlbfs_mount", env.daemon.log_text())
-    t.finish()
+env.write_conf('hugetlbfs_mount = "%s"\n' % hugepages.mount)
+t.ok(env.daemon.start(), "virtsnapd starts again with the hugetlbfs", env.daemon.log_text()[-500:])
 
 BACKING = "  <memoryBacking>\n    <hugepages>%s</hugepages>\n  </memoryBacking>\n"
 

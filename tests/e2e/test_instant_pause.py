@@ -58,27 +58,8 @@ RAMS = [int(x) for x in os.environ.get("VIRTSNAP_INSTANT_RAM", "256,1024").split
 REPS = int(os.environ.get("VIRTSNAP_INSTANT_REPS", "6"))
 PAUSED_RAM = 192
 
-hugepages = None
-if HUGEPAGES:
-    # Room for one guest of the largest size and the one a revert starts.
-    hugepages = vstest.HugePages(2 * max(RAMS + [PAUSED_RAM]) + 64)
-    try:
-        hugepages.reserve()
-    except vstest.HugePagesUnavailable as e:
-        t.skip_all(str(e))
-    t.on_finish(hugepages.release)
-    os.makedirs(os.path.join(env.root, "etc"), exist_ok=True)
-    conf_path = os.path.join(env.root, "etc", "virtsnapd.conf")
-    with open(conf_path, "w") as conf:
-        conf.write('hugetlbfs_mount = "%s"\n' % env.images)
-    t.ok(not env.daemon.start(timeout=10) and "is not a mounted hugetlbfs" in env.daemon.log_text(),
-         "virtsnapd refuses a hugetlbfs_mount that is not a hugetlbfs", env.daemon.log_text()[-500:])
-    env.daemon.stop()
-    with open(conf_path, "w") as conf:
-        conf.write('hugetlbfs_mount = "%s"\n' % hugepages.mount)
-    if not env.daemon.start():
-        t.ok(False, "virtsnapd starts with hugetlbfs_mount", env.daemon.log_text())
-        t.finish()
+# Room for one guest of the largest size and the one a revert starts.
+hugepages = env.start_with_hugepages(2 * max(RAMS + [PAUSED_RAM]) + 64) if HUGEPAGES else None
 
 
 # ---------------------------------------------------------------- host-side serial reader

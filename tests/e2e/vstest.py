@@ -354,6 +354,29 @@ class Env:
             tap.ok(False, "virtsnapd starts", self.daemon.log_text())
             tap.finish()
 
+    def write_conf(self, text):
+        """Replaces the daemon's virtsnapd.conf (read when it starts)."""
+        path = os.path.join(self.root, "etc", "virtsnapd.conf")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+
+    def start_with_hugepages(self, mib):
+        """For an Env made with start_daemon=False: reserves `mib` of 2 MiB huge pages on a
+        private hugetlbfs (released at the end; the whole test skips when they cannot be had),
+        gives virtsnapd the mount as hugetlbfs_mount and starts it. Returns the HugePages."""
+        pages = HugePages(mib)
+        try:
+            pages.reserve()
+        except HugePagesUnavailable as e:
+            self.t.skip_all(str(e))
+        self.t.on_finish(pages.release)
+        self.write_conf('hugetlbfs_mount = "%s"\n' % pages.mount)
+        if not self.daemon.start():
+            self.t.ok(False, "virtsnapd starts with hugetlbfs_mount", self.daemon.log_text())
+            self.t.finish()
+        return pages
+
     # ---- clients ----
     def uri(self, read_only=False):
         return self.daemon.uri(read_only)
