@@ -395,8 +395,16 @@ Result<std::shared_ptr<const QemuCaps>> QemuCapsCache::get(const std::string &bi
         if (it != cache_.end() && it->second->mtime_ns == mtime) return it->second;
     }
     // Probing takes seconds: not under the lock. Two racing callers both
-    // probe; the result is the same.
-    QemuCaps caps = TRY(probe_qemu(binary, options_));
+    // probe; the result is the same. A host stalled for longer than a probe
+    // run may take (seen once in CI: no reply to qmp_capabilities in 20 s)
+    // gets one more try before the start that asked fails.
+    auto probed = probe_qemu(binary, options_);
+    if (!probed && probed.error().code == VIR_ERR_OPERATION_TIMEOUT) {
+        VS_WARN("probing %s: %s; probing once more", binary.c_str(), probed.error().message().c_str());
+        probed = probe_qemu(binary, options_);
+    }
+    if (!probed) return fail(std::move(probed).error());
+    QemuCaps caps = std::move(probed).value();
     auto shared = std::make_shared<const QemuCaps>(std::move(caps));
     std::lock_guard lock(mu_);
     ++probes_;
