@@ -29,7 +29,6 @@ Error not_running() {
     return make_error(VIR_ERR_OPERATION_INVALID, VIR_FROM_DOMAIN, "domain is not running");
 }
 
-
 }  // namespace
 
 qemu::HostProbe QemuDriver::host_probe() const {

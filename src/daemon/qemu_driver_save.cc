@@ -51,7 +51,6 @@ Status check_exclusive_running_paused(uint32_t flags) {
     return ok();
 }
 
-
 // The definition written into an image: libvirt's qemuDomainDefFormatLive
 // with inactive + migratable (+ secure).
 constexpr unsigned kImageXmlFlags =
