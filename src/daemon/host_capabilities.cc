@@ -9,7 +9,7 @@ namespace virtsnap::daemon {
 std::string format_host_capabilities(const HostCapabilitiesInput &in) {
     // libvirt's virCapabilitiesHostNUMA pages: every size in <cpu>, the
     // pages of each size in the cell.
-    std::vector<HostCapabilitiesInput::PagePool> pages;
+    std::vector<qemu::HugePagePool> pages;
     unsigned long long in_pools = 0;
     for (const auto &p : in.huge_pages) in_pools += p.size_kib * p.count;
     pages.push_back({4, in.memory_kib > in_pools ? (in.memory_kib - in_pools) / 4 : 0});

@@ -3,6 +3,8 @@
 // works, `kvm` guests, with the machine types the QEMU binary reports.
 #pragma once
 
+#include "qemu/host_probe.hh"
+
 #include <string>
 #include <vector>
 
@@ -22,10 +24,7 @@ struct HostCapabilitiesInput {
     // Huge page pools (qemu::huge_page_pools()): size in KiB and pages
     // reserved. The system's 4 KiB pages come first, as in libvirt's output,
     // counting the memory the pools do not hold.
-    struct PagePool {
-        unsigned long long size_kib = 0, count = 0;
-    };
-    std::vector<PagePool> huge_pages;
+    std::vector<qemu::HugePagePool> huge_pages;
 };
 
 std::string format_host_capabilities(const HostCapabilitiesInput &in);

@@ -199,7 +199,7 @@ Result<std::string> QemuDriver::connect_get_capabilities(const rpc::Client &c) {
     in.machine_aliases = {"pc", "q35"};
     in.machine_max_cpus = {255, 288};
     in.kvm_usable = qemu::host_kvm_support(config_.qemu_binary).usable;
-    for (const auto &pool : qemu::huge_page_pools()) in.huge_pages.push_back({pool.size_kib, pool.count});
+    in.huge_pages = qemu::huge_page_pools();
     return format_host_capabilities(in);
 }
 
