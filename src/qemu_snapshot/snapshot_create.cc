@@ -473,12 +473,13 @@ Result<ActiveResult> create_external_active(ActiveRequest req) {
         STEP(log.intent("memory", {{"path", path}, {"existed", int64_t(file::exists(path))}, {"switch", std::string("after")}}));
         if (!file::exists(path)) txn.add_undo("unlink " + path, [path] { return unlink_file(path); });
         if (ctl.abort_requested()) return failed(aborted_error());
-        InstantSwitch sw([&ctl, &mon, &t, sent, any = !prepared.empty()]() -> Status {
-            TRY(ctl.pause(VIR_DOMAIN_PAUSED_SNAPSHOT));
-            if (!any) return ok();
-            *sent = true;
-            return mon.transaction(t);
-        });
+        InstantSwitch sw([&ctl] { return ctl.pause(VIR_DOMAIN_PAUSED_SNAPSHOT); },
+                         [&mon, &t, sent, any = !prepared.empty()]() -> Status {
+                             if (!any) return ok();
+                             *sent = true;
+                             return mon.transaction(t);
+                         },
+                         [&ctl] { return ctl.running() ? ok() : ctl.resume(VIR_DOMAIN_RUNNING_UNPAUSED); });
         STEP(req.memory_writer(ctl, path, true, nullptr));
         if (!sw.ran())
             return failed(make_error(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU,

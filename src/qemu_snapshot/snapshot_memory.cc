@@ -21,6 +21,8 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <deque>
+#include <map>
 #include <cstdlib>
 #include <condition_variable>
 #include <limits>
@@ -52,14 +54,17 @@ bool migration_over(qemu::Monitor &mon) {
     return !info || info->status == "failed" || info->status == "cancelled" || info->status == "completed";
 }
 
-// Stop-first order: QEMU 7.2 resumes the guest by itself once it has captured
-// the device state and write-protected RAM, but later QEMUs resume only a
-// guest that ran when `migrate` came (QEMU 10 restores the run state it found),
-// which would keep the guest stopped until the whole image is written. So as
-// soon as the image holds more than QEMU's set-up section, the stream carries
-// RAM pages: QEMU's migration thread has captured the guest and let go of the
-// main lock, and a `cont` resumes the guest after the snapshot's instant.
-void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &writer) {
+// Stop-first and walk-overlap orders: QEMU 7.2 resumes the guest by itself
+// once it has captured the device state and write-protected RAM, but later
+// QEMUs resume only a guest that ran when QEMU stopped it (QEMU 10 restores
+// the run state it found), which would keep the guest stopped until the whole
+// image is written. So as soon as the image holds more than QEMU's set-up
+// section, the stream carries RAM pages: QEMU's migration thread has captured
+// the guest and let go of the main lock, and resuming the guest then comes
+// after the snapshot's instant. `resume` is asked to: with `known_paused`
+// (walk-overlap: QEMU found the guest stopped) without asking QEMU first.
+void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &writer, bool known_paused,
+                             const std::function<Status()> &resume) {
     constexpr off_t kSetupSection = 256 << 10;  // RAM block list and headers: a few KiB
     const off_t ram_seen = off_t(writer.stream_offset()) + kSetupSection;
     const auto deadline = Clock::now() + std::chrono::minutes(1);
@@ -67,19 +72,103 @@ void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &wr
         struct stat st;
         if (::fstat(writer.fd(), &st) == 0 && st.st_size >= ram_seen) break;
         // Failed or over (a tiny guest): the undo or the caller resumes.
-        if (i % 50 == 0 && migration_over(mon)) return;
+        if (i % 250 == 0 && migration_over(mon)) return;
         if (Clock::now() > deadline) {
             VS_WARN("no RAM in the snapshot's stream after a minute: the guest resumes when the image is complete");
             return;
         }
-        std::this_thread::sleep_for(milliseconds(1));
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    auto status = mon.query_status();
-    if (!status || status->status != "paused") return;  // QEMU resumed it, as 7.2 does
+    if (!known_paused) {
+        auto status = mon.query_status();
+        if (!status || status->status != "paused") return;  // QEMU resumed it, as 7.2 does
+    }
     VS_DEBUG("QEMU left the guest paused after its capture: resuming it");
     // Not fatal: the stream goes on, and the job resumes the guest at its end.
-    if (auto st = mon.cont(); !st) VS_WARN("cannot resume the guest during its snapshot: %s", st.error().message().c_str());
+    if (auto st = resume(); !st) VS_WARN("cannot resume the guest during its snapshot: %s", st.error().message().c_str());
 }
+
+// The walk-overlap order's memory: for each QEMU (by pid), the set-up time
+// QEMU reported for its last background snapshots (query-migrate's
+// "setup-time": from the migration thread's start, through its walk over guest
+// RAM, to the end of its set-up; wall-clock milliseconds).
+class WalkHistory {
+public:
+    static constexpr size_t kKept = 3;
+    // The least of the set-up times kept: the next walk is timed against it.
+    std::optional<int64_t> estimate_ms(pid_t pid) {
+        std::lock_guard lk(mu_);
+        auto it = walks_.find(pid);
+        if (it == walks_.end() || it->second.empty()) return std::nullopt;
+        return *std::min_element(it->second.begin(), it->second.end());
+    }
+    void record(pid_t pid, int64_t ms) {
+        std::lock_guard lk(mu_);
+        // Pids of QEMUs long gone, before a reused one could inherit them.
+        if (walks_.size() > 64)
+            for (auto it = walks_.begin(); it != walks_.end();)
+                it = ::access(("/proc/" + std::to_string(it->first)).c_str(), F_OK) == 0 ? std::next(it)
+                                                                                        : walks_.erase(it);
+        auto &kept = walks_[pid];
+        kept.push_back(ms);
+        if (kept.size() > kKept) kept.pop_front();
+    }
+
+private:
+    std::mutex mu_;
+    std::map<pid_t, std::deque<int64_t>> walks_;
+};
+
+WalkHistory g_walks;
+
+// The walk-overlap order sends `stop` this share of the estimate, less the
+// lead, after `migrate`. QEMU's walk is memory-bound and shares the CPUs with
+// the guest: measured on QEMU 10.0.2, consecutive walks of one QEMU took 3-4 ms
+// at 1 GiB and 13.7-18.2 ms at 4 GiB of wall time, longer while the guest runs
+// than while it is stopped (a stop-first snapshot's figure errs early). The
+// lead covers our wake-up and `stop` reaching QEMU's main loop under load: at
+// 1 GiB, a stop sent 2-3 ms after `migrate` came too late 2 times in 5.
+constexpr int64_t kWalkShareNum = 3, kWalkShareDen = 4, kWalkLeadMs = 2;
+// Below this the walk is too short to land in (guests of a few hundred MiB
+// walk in about a millisecond) and the stop-first order runs.
+constexpr int64_t kMinWalkMs = 3;
+
+// Which came first after `migrate`: a STOP event, or the MIGRATION event that
+// says "active". QEMU's migration thread sets "active" after its set-up and
+// only then stops the guest itself; events reach us in the order QEMU emitted
+// them, before the reply to our `stop`. So a first STOP ahead of "active" is
+// ours, and QEMU found the guest stopped.
+class StopBeforeActive {
+public:
+    explicit StopBeforeActive(qemu::Monitor &mon) : mon_(mon) {
+        stop_sub_ = mon_.subscribe("STOP", [this](const qemu::QmpEvent &) {
+            std::lock_guard lk(mu_);
+            if (!stop_at_) stop_at_ = ++seq_;
+        });
+        migration_sub_ = mon_.subscribe("MIGRATION", [this](const qemu::QmpEvent &ev) {
+            auto parsed = qemu::parse_migration_event(ev);
+            std::lock_guard lk(mu_);
+            if (parsed && parsed->status == "active" && !active_at_) active_at_ = ++seq_;
+        });
+    }
+    ~StopBeforeActive() {
+        mon_.unsubscribe(stop_sub_);
+        mon_.unsubscribe(migration_sub_);
+    }
+    StopBeforeActive(const StopBeforeActive &) = delete;
+    StopBeforeActive &operator=(const StopBeforeActive &) = delete;
+
+    bool stop_came_first() {
+        std::lock_guard lk(mu_);
+        return stop_at_ && (!active_at_ || stop_at_ < active_at_);
+    }
+
+private:
+    qemu::Monitor &mon_;
+    qemu::Monitor::SubscriptionId stop_sub_ = 0, migration_sub_ = 0;
+    std::mutex mu_;
+    uint64_t seq_ = 0, stop_at_ = 0, active_at_ = 0;
+};
 
 // The instant method's migration: qemu/memory_migration.hh's sequence with
 // everything before `migrate` done while the guest runs, and `sw` (stop + the
@@ -88,7 +177,10 @@ void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &wr
 //   gated       (QemuCaps::background_snapshot_gate_safe) `migrate` into a
 //               shut gate (qemu/migration_gate.hh), wait until QEMU's thread is
 //               held there, sw, open the gate; virtsnap-relay writes the
-//               stream into the image (qemu/memory_relay.hh).
+//               stream into the image (qemu/memory_relay.hh);
+//   walk-overlap `migrate`, then sw's stop timed into QEMU's walk; its
+//               transaction once the stop proved to come first, or else
+//               the stream dropped and stop-first again (snapshot_memory.hh).
 // Returns the final figures.
 Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::SaveImageWriter &writer,
                                                   const MemoryImageOptions &opts, InstantSwitch &sw,
@@ -127,28 +219,38 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     // Every instant snapshot streams through the gate pipe and virtsnap-relay,
     // gated or not: the relay outlives the daemon, and dropping the stream
     // through it is how a job gives up (see the loop below).
-    {
+    auto start_stream = [&]() -> Status {
         auto gate = TRY(qemu::MigrationGate::shut());
         relay = TRY(qemu::MemoryRelay::start(gate.take_read_end(), writer.fd(), writer.stream_offset(),
                                              qemu::MigrationGate::kFillerBytes));
         TRY(mon.getfd(gate.write_end(), "migrate"));
         fd_passed = true;
         // QEMU holds the pipe from now until it closes the stream: the one
-        // reliable way to find its pid from here (the gate watch, the THP
-        // re-collapse).
+        // reliable way to find its pid from here (the gate watch, the walk
+        // history, the THP re-collapse).
         qemu_pid = qemu::guest_ram::qemu_holding_file(gate.write_end());
-    }
+        return ok();
+    };
+    TRY(start_stream());
 
     qemu::MigrationEventWaker events(mon);
-    if (!gated) {
+    std::optional<int64_t> walk_estimate;
+    if (!gated && qemu_pid) walk_estimate = g_walks.estimate_ms(*qemu_pid);
+    const char *overlap_env = std::getenv("VIRTSNAP_SNAPSHOT_WALK_OVERLAP");
+    const bool overlap =
+        walk_estimate && *walk_estimate >= kMinWalkMs && !(overlap_env && std::string(overlap_env) == "0");
+    // Stop-first: the switch, then `migrate`; QEMU's walk runs inside the pause.
+    auto stop_first = [&]() -> Status {
         TRY(relay->open_gate());
         // ── the guest-visible pause: stop, the transaction, migrate, QEMU's
         //    set-up and capture; then the guest resumes ──
         TRY(sw.run());
         TRY(mon.migrate("fd:migrate"));
         fd_passed = false;
-        resume_once_ram_streams(mon, writer);
-    } else {
+        resume_once_ram_streams(mon, writer, false, [&] { return mon.cont(); });
+        return ok();
+    };
+    if (gated) {
         TRY(mon.migrate("fd:migrate"));
         fd_passed = false;
         test_crash_point("gate-shut");
@@ -165,8 +267,61 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         test_crash_point("gate-switched");
         TRY(relay->open_gate());
         test_crash_point("gate-open");
+    } else if (!overlap) {
+        TRY(stop_first());
+    } else {
+        // Walk-overlap: `migrate` while the guest runs; `stop` lands in QEMU's
+        // walk, so only what is left of it is inside the pause.
+        TRY(relay->open_gate());
+        StopBeforeActive order(mon);
+        const auto migrate_sent = Clock::now();
+        TRY(mon.migrate("fd:migrate"));
+        fd_passed = false;
+        auto stop_after = milliseconds(std::max<int64_t>(0, *walk_estimate * kWalkShareNum / kWalkShareDen - kWalkLeadMs));
+        // VIRTSNAP_TEST_LATE_STOP=1: `stop` well after the walk, so that it
+        // comes after QEMU's own stop (the test of the retry).
+        const char *late_env = std::getenv("VIRTSNAP_TEST_LATE_STOP");
+        if (late_env && std::string(late_env) == "1") stop_after = milliseconds(*walk_estimate + 100);
+        std::this_thread::sleep_until(migrate_sent + stop_after);
+        // ── the guest-visible pause begins ──
+        TRY(sw.pause());
+        if (order.stop_came_first()) {
+            if (Status switched = sw.switch_disks(); !switched) {
+                (void)sw.resume();
+                relay->abandon();
+                (void)qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+                return fail(std::move(switched).error());
+            }
+            resume_once_ram_streams(mon, writer, true, [&] { return sw.resume(); });
+        } else {
+            // QEMU stopped the guest first and captured it running: that
+            // stream is not the disks' instant. The guest goes on, the relay
+            // drops the stream, QEMU's snapshot completes into nothing, and
+            // the memory is taken again stop-first.
+            TRY(sw.resume());
+            relay->abandon();
+            auto ended = qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+            if (!ended || *ended != "completed")
+                return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
+                            job + ": the dropped stream did not complete (" + ended.value_or("still running") + ")");
+            auto dropped = mon.query_migrate();
+            const int64_t setup = dropped ? dropped->setup_time.value_or(-1) : -1;
+            VS_INFO("the stop came after QEMU's own capture (stop %lld ms after migrate, QEMU's set-up %lld ms): "
+                    "taking the memory again, stop first",
+                    (long long)stop_after.count(), (long long)setup);
+            if (setup >= 0) g_walks.record(*qemu_pid, setup);
+            // The dropped stream's write protection split guest RAM's huge
+            // pages; put them back first, or the walk and the write protection
+            // inside the next pause take several times longer (40-55 ms at
+            // 1 GiB against 4-7 ms).
+            if (dropped && dropped->ram) (void)qemu::guest_ram::collapse(*qemu_pid, uint64_t(dropped->ram->total));
+            (void)relay->finish(std::chrono::minutes(1));  // abandoned: it reports the drop
+            relay.reset();
+            TRY(start_stream());
+            TRY(stop_first());
+        }
     }
-    VS_DEBUG("instant migration started%s", gated ? " (gated)" : "");
+    VS_DEBUG("instant migration started (%s)", gated ? "gated" : overlap ? "walk-overlap" : "stop-first");
 
     // Giving up (domjobabort, the time limit) abandons the relay instead of
     // migrate_cancel: QEMU 7.2 cannot take another background snapshot after
@@ -181,6 +336,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         if (opts.tracker && !abandoned) opts.tracker->update(last);
         const std::string &s = info->status;
         if (s == "completed" && !abandoned) {
+            if (!gated && qemu_pid && last.setup_time_ms) g_walks.record(*qemu_pid, *last.setup_time_ms);
             undo.release();
             restore();
             TRY(relay->finish(std::chrono::minutes(5)));
@@ -208,16 +364,25 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
 
 }  // namespace
 
-InstantSwitch::InstantSwitch(Fn fn) : fn_(std::move(fn)), outer_(t_switch) { t_switch = this; }
+InstantSwitch::InstantSwitch(Fn pause, Fn switch_disks, Fn resume)
+    : pause_(std::move(pause)), switch_disks_(std::move(switch_disks)), resume_(std::move(resume)), outer_(t_switch) {
+    t_switch = this;
+}
 
 InstantSwitch::~InstantSwitch() { t_switch = outer_; }
 
 InstantSwitch *InstantSwitch::current() { return t_switch; }
 
-Status InstantSwitch::run() {
+Status InstantSwitch::switch_disks() {
     if (ran_) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "instant switch run twice");
     ran_ = true;
-    return fn_();
+    return switch_disks_();
+}
+
+Status InstantSwitch::run() {
+    if (ran_) return fail(VIR_ERR_INTERNAL_ERROR, VIR_FROM_QEMU, "instant switch run twice");
+    TRY(pause_());
+    return switch_disks();
 }
 
 bool take_instant_writer_mark(qemu::Monitor &mon) {

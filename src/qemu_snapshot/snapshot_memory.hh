@@ -21,7 +21,18 @@
 //     migrate "fd:migrate" ─► QEMU's RAM walk, then held at the gate
 //     ── InstantSwitch::run(): stop, ONE disk transaction ──   guest stopped
 //     relay told 'g' ─► QEMU captures devices, write-protects RAM, resumes
-//   stop-first (other QEMUs):
+//   walk-overlap (the gate unsafe, QEMU 10; once this QEMU's set-up time is
+//   known and at least 3 ms):
+//     relay told 'g'; migrate ─► QEMU's RAM walk, without its main lock, guest running
+//     ── ¾ of the estimate less 2 ms after migrate: InstantSwitch::pause() ──  guest stopped
+//     the first STOP event came before MIGRATION "active"? (QEMU's own stop
+//     comes after "active", so then it found the guest stopped: it captures
+//     it without resuming it)
+//       yes ─► InstantSwitch::switch_disks() ─► RAM in the image ─► resume()
+//       no (QEMU captured the guest running: the stop came too late) ─►
+//          resume(); the relay drops the stream, QEMU's snapshot completes
+//          into nothing, huge pages re-collapsed; then stop-first, on a new stream
+//   stop-first (the gate unsafe and no estimate yet, VIRTSNAP_SNAPSHOT_GATE=0):
 //     relay told 'g'; ── InstantSwitch::run() ──; migrate ─► QEMU's RAM walk,
 //     capture, write-protect (the walk inside the pause) ─► RAM in the image:
 //     `cont` if QEMU left the guest paused (QEMU 10 does; 7.2 resumes it)
@@ -81,25 +92,35 @@ inline constexpr const char *kSnapshotSaveCookie = "<cookie>\n</cookie>\n";
 // What the instant method must do with the guest stopped, at the last moment
 // before QEMU captures the guest (create_external_active: stop + the disk
 // transaction). While one is alive on a thread, write_memory_image with the
-// background-snapshot capability on that thread runs it exactly once: right
-// before `migrate` (stop-first), or while QEMU is held at the gate (gated).
-// When it fails, nothing is captured: no migration (stop-first), or the
-// held stream is dropped and QEMU's snapshot completes into nothing (gated).
+// background-snapshot capability on that thread switches the disks exactly
+// once: right before `migrate` (stop-first), while QEMU is held at the gate
+// (gated), or once the stop is known to have come before QEMU's capture
+// (walk-overlap). When the switch fails, nothing is captured: no migration
+// (stop-first), or the stream is dropped and QEMU's snapshot completes into
+// nothing.
 class InstantSwitch {
 public:
     using Fn = std::function<Status()>;
-    explicit InstantSwitch(Fn fn);
+    // `pause` stops the guest (nothing to do when it is stopped), `switch_disks`
+    // sends the transaction, `resume` lets the guest run again after a stop
+    // that came too late for QEMU's capture.
+    InstantSwitch(Fn pause, Fn switch_disks, Fn resume);
     ~InstantSwitch();
     InstantSwitch(const InstantSwitch &) = delete;
     InstantSwitch &operator=(const InstantSwitch &) = delete;
 
     // The switch installed on this thread, or null.
     static InstantSwitch *current();
+    [[nodiscard]] Status pause() { return pause_(); }
+    [[nodiscard]] Status switch_disks();
+    [[nodiscard]] Status resume() { return resume_(); }
+    // pause(), then switch_disks().
     [[nodiscard]] Status run();
+    // Whether the disks were switched (or their switch was tried).
     bool ran() const { return ran_; }
 
 private:
-    Fn fn_;
+    Fn pause_, switch_disks_, resume_;
     bool ran_ = false;
     InstantSwitch *outer_ = nullptr;
 };
