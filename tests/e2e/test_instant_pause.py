@@ -24,8 +24,11 @@ paused, so the guest's own gap= under-reports), the pause from lifecycle events
 (SUSPENDED -> RESUMED at a python-libvirt client), the call time, and the
 AnonHugePages of QEMU's guest RAM mapping before each snapshot.
 
-VIRTSNAP_INSTANT_RAM (default "256,1024") and VIRTSNAP_INSTANT_REPS (default 6)
-change the sizes and the number of snapshots per size.
+VIRTSNAP_INSTANT_RAM (default "256,1024") and VIRTSNAP_INSTANT_REPS (default 4)
+change the sizes and the number of snapshots per size. VIRTSNAP_TEST_LATE_STOP=1,
+passed on to the daemon, makes the walk-overlap order's stop (QEMU 10) come late
+on purpose: each such snapshot is taken again stop first, and every check above
+must still hold.
 
 VIRTSNAP_INSTANT_HUGEPAGES=1 runs every guest with its RAM on 2 MiB huge pages
 (<memoryBacking><hugepages/>, a private hugetlbfs given to virtsnapd as
@@ -55,7 +58,10 @@ import libvirt  # noqa: E402
 INSTANT = 1 << 10
 HB_MS = 5
 RAMS = [int(x) for x in os.environ.get("VIRTSNAP_INSTANT_RAM", "256,1024").split(",") if x]
-REPS = int(os.environ.get("VIRTSNAP_INSTANT_REPS", "6"))
+REPS = int(os.environ.get("VIRTSNAP_INSTANT_REPS", "4"))
+# The daemon's VIRTSNAP_TEST_LATE_STOP=1 (QEMU 10): the walk-overlap order's stop comes after
+# QEMU's own, every time, so each of those snapshots is taken again stop first.
+LATE_STOP = os.environ.get("VIRTSNAP_TEST_LATE_STOP") == "1"
 PAUSED_RAM = 192
 
 # Room for one guest of the largest size and the one a revert starts.
@@ -251,13 +257,19 @@ def take(dom, serial, name, label):
     evs = [e for e in events if e[1] == dom.name() and t0 <= e[0] <= t1 + 0.5]
     sus = [e[0] for e in evs if e[2] == libvirt.VIR_DOMAIN_EVENT_SUSPENDED]
     res = [e[0] for e in evs if e[2] == libvirt.VIR_DOMAIN_EVENT_RESUMED]
+    # The pause that holds the snapshot is the last one: where the daemon's stop came too
+    # late for QEMU's capture (walk-overlap order, QEMU 10), QEMU's own stop and resume come
+    # first and the memory is taken again, stop first.
+    rec["pauses"] = len(sus)
+    sus = sus[-1:]
     rec["ev"] = (res[-1] - sus[0]) if sus and res and res[-1] >= sus[0] else None
     # The guest runs on while its memory is written: resumed early in the call,
     # heartbeats arriving between the resume and the return.
     first_res = min([e for e in res if sus and e >= sus[0]], default=None)
     rec["ran_during"] = None
     if first_res is not None:
-        rec["ran_during"] = (first_res - t0 <= (t1 - t0) / 2,
+        start = sus[0] if sus[0] > t0 else t0
+        rec["ran_during"] = (first_res - start <= (t1 - start) / 2,
                              len([1 for ts, _ in hbs if first_res < ts <= t1]))
     try:  # QEMU's own set-up time (RAM populate walk etc.), part of the pause when stopped first
         st = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED).get("setup_time")
@@ -309,9 +321,10 @@ def run_size(ram):
              "%s: snapshot %d: the guest ran while its memory was written" % (name, i),
              "resumed in the first half of the call, heartbeats between the resume and the return: %r" % (rd,))
         t.note("%s s%d: heartbeat-arrival pause %s ms (longest over the call %s ms), events pause %s ms, "
-               "QEMU set-up %s ms, call %s ms, THP before %s MiB" %
+               "QEMU set-up %s ms, call %s ms, THP before %s MiB, %d SUSPENDED event(s)" %
                (name, i, ms(rec["hb_pause"]), ms(rec["hb"]), ms(rec["ev"]), ms(rec.get("setup")), ms(rec["call"]),
-                "?" if thp is None else thp // 1024))
+                "?" if thp is None else thp // 1024, rec["pauses"]))
+
         time.sleep(2.5)  # the guest rewrites RAM; any background work between snapshots runs here
     t.note("%s SUMMARY heartbeat-arrival pause: %s" % (name, summary([r["hb_pause"] for r in recs])))
     t.note("%s SUMMARY heartbeat longest over the call: %s" % (name, summary([r["hb"] for r in recs])))
@@ -319,6 +332,14 @@ def run_size(ram):
     t.note("%s SUMMARY QEMU set-up:       %s" % (name, summary([r.get("setup") for r in recs])))
     t.note("%s SUMMARY call time:         %s" % (name, summary([r["call"] for r in recs])))
     t.eq(env.domain_state(name), "running", "%s: guest running after the snapshots" % name)
+    if LATE_STOP:
+        # Once the daemon knows QEMU's walk (after the first snapshot) it takes the walk-overlap
+        # order, whose stop comes late on purpose: QEMU's own stop and resume come first, and
+        # the memory is taken again stop first. The checks below hold those snapshots too.
+        # Two SUSPENDED events, or three when the late stop found the guest resumed by QEMU.
+        t.ok(recs and recs[0]["pauses"] == 1 and all(r["pauses"] >= 2 for r in recs[1:]),
+             "%s: every late stop after the first snapshot was taken again stop first" % name,
+             "SUSPENDED events per call: %r" % [r["pauses"] for r in recs])
 
     good = [r for r in recs if r["err"] is None]
     for r in good:
