@@ -88,27 +88,41 @@ void resume_once_ram_streams(qemu::Monitor &mon, const qemu::SaveImageWriter &wr
     if (auto st = resume(); !st) VS_WARN("cannot resume the guest during its snapshot: %s", st.error().message().c_str());
 }
 
-// The walk-overlap order's memory: for each QEMU (by pid), the set-up time
-// QEMU reported for its last background snapshots (query-migrate's
-// "setup-time": from the migration thread's start, through its walk over guest
-// RAM, to the end of its set-up; wall-clock milliseconds).
+// The walk-overlap order's memory: for each QEMU (by pid), how long its last
+// background snapshots took from `migrate` to the end of QEMU's walk over guest
+// RAM and set-up, in wall-clock milliseconds: until the MIGRATION "active"
+// event where the daemon saw it with the guest running (the walk-overlap
+// order), else the set-up time QEMU reported (query-migrate's "setup-time";
+// stop-first: walked with the guest stopped, which is quicker).
 class WalkHistory {
 public:
     static constexpr size_t kKept = 3;
-    // The least of the set-up times kept: the next walk is timed against it.
+    // The least of the walks kept, once there are two: the next walk is timed
+    // against it. One walk alone can be far off (570 ms against 13 ms at
+    // 4 GiB, while the last snapshot's huge pages were still being re-collapsed),
+    // and a stop timed by a long one comes too late.
     std::optional<int64_t> estimate_ms(pid_t pid) {
         std::lock_guard lk(mu_);
         auto it = walks_.find(pid);
-        if (it == walks_.end() || it->second.empty()) return std::nullopt;
+        if (it == walks_.end() || it->second.size() < 2) return std::nullopt;
         return *std::min_element(it->second.begin(), it->second.end());
     }
+    // A QEMU's first background snapshot walks RAM the guest never touched,
+    // mapping it as it goes: several times slower than the walks after it
+    // (120 ms against 20 ms at 4 GiB). Its figure is left out.
     void record(pid_t pid, int64_t ms) {
         std::lock_guard lk(mu_);
         // Pids of QEMUs long gone, before a reused one could inherit them.
-        if (walks_.size() > 64)
-            for (auto it = walks_.begin(); it != walks_.end();)
-                it = ::access(("/proc/" + std::to_string(it->first)).c_str(), F_OK) == 0 ? std::next(it)
-                                                                                        : walks_.erase(it);
+        if (seen_.size() > 64)
+            for (auto it = seen_.begin(); it != seen_.end();) {
+                if (::access(("/proc/" + std::to_string(*it)).c_str(), F_OK) == 0) {
+                    ++it;
+                    continue;
+                }
+                walks_.erase(*it);
+                it = seen_.erase(it);
+            }
+        if (seen_.insert(pid).second) return;
         auto &kept = walks_[pid];
         kept.push_back(ms);
         if (kept.size() > kKept) kept.pop_front();
@@ -117,21 +131,31 @@ public:
 private:
     std::mutex mu_;
     std::map<pid_t, std::deque<int64_t>> walks_;
+    std::set<pid_t> seen_;
 };
 
 WalkHistory g_walks;
 
 // The walk-overlap order sends `stop` this share of the estimate, less the
 // lead, after `migrate`. QEMU's walk is memory-bound and shares the CPUs with
-// the guest: measured on QEMU 10.0.2, consecutive walks of one QEMU took 3-4 ms
-// at 1 GiB and 13.7-18.2 ms at 4 GiB of wall time, longer while the guest runs
-// than while it is stopped (a stop-first snapshot's figure errs early). The
-// lead covers our wake-up and `stop` reaching QEMU's main loop under load: at
-// 1 GiB, a stop sent 2-3 ms after `migrate` came too late 2 times in 5.
-constexpr int64_t kWalkShareNum = 3, kWalkShareDen = 4, kWalkLeadMs = 2;
-// Below this the walk is too short to land in (guests of a few hundred MiB
-// walk in about a millisecond) and the stop-first order runs.
-constexpr int64_t kMinWalkMs = 3;
+// the guest: measured on QEMU 10.0.2, walks of one QEMU took 3-4 ms at 1 GiB
+// and 13.7-18.2 ms at 4 GiB of wall time, and longer while the guest runs than
+// while it is stopped. The lead covers our wake-up and `stop` reaching QEMU's
+// main loop under load: at 1 GiB a stop sent 2-3 ms after `migrate` came too
+// late 2 times in 5.
+constexpr int64_t kWalkShareNum = 17, kWalkShareDen = 20, kWalkLeadMs = 2;
+// Below this the walk is too short to land in reliably and the stop-first
+// order runs: on 2 busy cores (the guest's vCPU and QEMU's walk) our thread and
+// QEMU's main loop can each wait a scheduler slice (4 ms at HZ=250) before
+// `stop` takes effect; at 1 GiB (walks of 4-5 ms) stops sent 0-1 ms after
+// `migrate` still came too late 2 times in 5. Guests from about 2.5 GiB walk
+// longer. VIRTSNAP_TEST_WALK_MIN_MS lowers it (tests at 1 GiB).
+constexpr int64_t kMinWalkMs = 8;
+
+int64_t min_walk_ms() {
+    const char *env = std::getenv("VIRTSNAP_TEST_WALK_MIN_MS");
+    return env && *env ? std::strtoll(env, nullptr, 10) : kMinWalkMs;
+}
 
 // Which came first after `migrate`: a STOP event, or the MIGRATION event that
 // says "active". QEMU's migration thread sets "active" after its set-up and
@@ -148,7 +172,10 @@ public:
         migration_sub_ = mon_.subscribe("MIGRATION", [this](const qemu::QmpEvent &ev) {
             auto parsed = qemu::parse_migration_event(ev);
             std::lock_guard lk(mu_);
-            if (parsed && parsed->status == "active" && !active_at_) active_at_ = ++seq_;
+            if (parsed && parsed->status == "active" && !active_at_) {
+                active_at_ = ++seq_;
+                active_time_ = Clock::now();
+            }
         });
     }
     ~StopBeforeActive() {
@@ -162,12 +189,19 @@ public:
         std::lock_guard lk(mu_);
         return stop_at_ && (!active_at_ || stop_at_ < active_at_);
     }
+    // When "active" came (QEMU's walk and set-up were over), if it did.
+    std::optional<Clock::time_point> active_time() {
+        std::lock_guard lk(mu_);
+        if (!active_at_) return std::nullopt;
+        return active_time_;
+    }
 
 private:
     qemu::Monitor &mon_;
     qemu::Monitor::SubscriptionId stop_sub_ = 0, migration_sub_ = 0;
     std::mutex mu_;
     uint64_t seq_ = 0, stop_at_ = 0, active_at_ = 0;
+    Clock::time_point active_time_{};
 };
 
 // The instant method's migration: qemu/memory_migration.hh's sequence with
@@ -238,7 +272,9 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     if (!gated && qemu_pid) walk_estimate = g_walks.estimate_ms(*qemu_pid);
     const char *overlap_env = std::getenv("VIRTSNAP_SNAPSHOT_WALK_OVERLAP");
     const bool overlap =
-        walk_estimate && *walk_estimate >= kMinWalkMs && !(overlap_env && std::string(overlap_env) == "0");
+        walk_estimate && *walk_estimate >= min_walk_ms() && !(overlap_env && std::string(overlap_env) == "0");
+    // The walk as the walk-overlap order saw it (ms from `migrate` to "active").
+    std::optional<int64_t> walk_seen;
     // Stop-first: the switch, then `migrate`; QEMU's walk runs inside the pause.
     auto stop_first = [&]() -> Status {
         TRY(relay->open_gate());
@@ -283,33 +319,45 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         const char *late_env = std::getenv("VIRTSNAP_TEST_LATE_STOP");
         if (late_env && std::string(late_env) == "1") stop_after = milliseconds(*walk_estimate + 100);
         std::this_thread::sleep_until(migrate_sent + stop_after);
+        // Whatever fails from here, QEMU's snapshot runs on: the stream is
+        // dropped and it completes into nothing, rather than broken.
+        auto drop_stream = [&] {
+            relay->abandon();
+            (void)qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+        };
         // ── the guest-visible pause begins ──
-        TRY(sw.pause());
+        if (Status paused = sw.pause(); !paused) {
+            drop_stream();
+            return fail(std::move(paused).error());
+        }
         if (order.stop_came_first()) {
             if (Status switched = sw.switch_disks(); !switched) {
                 (void)sw.resume();
-                relay->abandon();
-                (void)qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+                drop_stream();
                 return fail(std::move(switched).error());
             }
             resume_once_ram_streams(mon, writer, true, [&] { return sw.resume(); });
+            if (auto active = order.active_time())
+                walk_seen = std::chrono::duration_cast<milliseconds>(*active - migrate_sent).count();
         } else {
             // QEMU stopped the guest first and captured it running: that
             // stream is not the disks' instant. The guest goes on, the relay
             // drops the stream, QEMU's snapshot completes into nothing, and
             // the memory is taken again stop-first.
-            TRY(sw.resume());
+            Status resumed = sw.resume();
             relay->abandon();
             auto ended = qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+            if (!resumed) return fail(std::move(resumed).error());
             if (!ended || *ended != "completed")
                 return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
                             job + ": the dropped stream did not complete (" + ended.value_or("still running") + ")");
             auto dropped = mon.query_migrate();
-            const int64_t setup = dropped ? dropped->setup_time.value_or(-1) : -1;
-            VS_INFO("the stop came after QEMU's own capture (stop %lld ms after migrate, QEMU's set-up %lld ms): "
-                    "taking the memory again, stop first",
-                    (long long)stop_after.count(), (long long)setup);
-            if (setup >= 0) g_walks.record(*qemu_pid, setup);
+            auto active = order.active_time();
+            const int64_t walked = active ? std::chrono::duration_cast<milliseconds>(*active - migrate_sent).count() : -1;
+            VS_INFO("the stop came after QEMU's own capture (stop %lld ms after migrate, QEMU's walk and set-up over "
+                    "after %lld ms): taking the memory again, stop first",
+                    (long long)stop_after.count(), (long long)walked);
+            if (walked >= 0) g_walks.record(*qemu_pid, walked);
             // The dropped stream's write protection split guest RAM's huge
             // pages; put them back first, or the walk and the write protection
             // inside the next pause take several times longer (40-55 ms at
@@ -336,7 +384,8 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         if (opts.tracker && !abandoned) opts.tracker->update(last);
         const std::string &s = info->status;
         if (s == "completed" && !abandoned) {
-            if (!gated && qemu_pid && last.setup_time_ms) g_walks.record(*qemu_pid, *last.setup_time_ms);
+            if (!gated && qemu_pid && (walk_seen || last.setup_time_ms))
+                g_walks.record(*qemu_pid, walk_seen ? *walk_seen : *last.setup_time_ms);
             undo.release();
             restore();
             TRY(relay->finish(std::chrono::minutes(5)));
