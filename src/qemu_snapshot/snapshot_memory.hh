@@ -21,10 +21,10 @@
 //     migrate "fd:migrate" ─► QEMU's RAM walk, then held at the gate
 //     ── InstantSwitch::run(): stop, ONE disk transaction ──   guest stopped
 //     relay told 'g' ─► QEMU captures devices, write-protects RAM, resumes
-//   walk-overlap (the gate unsafe, QEMU 10; once this QEMU's set-up time is
-//   known and at least 3 ms):
+//   walk-overlap (the gate unsafe, QEMU 10; once two walks of this QEMU are
+//   known, the least at least 8 ms):
 //     relay told 'g'; migrate ─► QEMU's RAM walk, without its main lock, guest running
-//     ── ¾ of the estimate less 2 ms after migrate: InstantSwitch::pause() ──  guest stopped
+//     ── 85 % of that walk less 2 ms after migrate: InstantSwitch::pause() ──  guest stopped
 //     the first STOP event came before MIGRATION "active"? (QEMU's own stop
 //     comes after "active", so then it found the guest stopped: it captures
 //     it without resuming it)
