@@ -324,7 +324,6 @@ def run_size(ram):
                "QEMU set-up %s ms, call %s ms, THP before %s MiB, %d SUSPENDED event(s)" %
                (name, i, ms(rec["hb_pause"]), ms(rec["hb"]), ms(rec["ev"]), ms(rec.get("setup")), ms(rec["call"]),
                 "?" if thp is None else thp // 1024, rec["pauses"]))
-
         time.sleep(2.5)  # the guest rewrites RAM; any background work between snapshots runs here
     t.note("%s SUMMARY heartbeat-arrival pause: %s" % (name, summary([r["hb_pause"] for r in recs])))
     t.note("%s SUMMARY heartbeat longest over the call: %s" % (name, summary([r["hb"] for r in recs])))
