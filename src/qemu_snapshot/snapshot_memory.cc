@@ -48,6 +48,12 @@ std::set<const qemu::Monitor *> g_marked;
 // what is left of the walk.
 constexpr auto kGateWait = std::chrono::seconds(30);
 
+// Whether the daemon's environment sets `name` to `value` (the orders' knobs).
+bool env_is(const char *name, const char *value) {
+    const char *env = std::getenv(name);
+    return env && std::string(env) == value;
+}
+
 // QEMU's migration has stopped running (failed, cancelled, or gone).
 bool migration_over(qemu::Monitor &mon) {
     auto info = mon.query_migrate();
@@ -167,15 +173,13 @@ public:
     explicit StopBeforeActive(qemu::Monitor &mon) : mon_(mon) {
         stop_sub_ = mon_.subscribe("STOP", [this](const qemu::QmpEvent &) {
             std::lock_guard lk(mu_);
-            if (!stop_at_) stop_at_ = ++seq_;
+            if (!stop_seen_) stop_first_ = !active_at_;
+            stop_seen_ = true;
         });
         migration_sub_ = mon_.subscribe("MIGRATION", [this](const qemu::QmpEvent &ev) {
             auto parsed = qemu::parse_migration_event(ev);
             std::lock_guard lk(mu_);
-            if (parsed && parsed->status == "active" && !active_at_) {
-                active_at_ = ++seq_;
-                active_time_ = Clock::now();
-            }
+            if (parsed && parsed->status == "active" && !active_at_) active_at_ = Clock::now();
         });
     }
     ~StopBeforeActive() {
@@ -187,21 +191,22 @@ public:
 
     bool stop_came_first() {
         std::lock_guard lk(mu_);
-        return stop_at_ && (!active_at_ || stop_at_ < active_at_);
+        return stop_first_;
     }
-    // When "active" came (QEMU's walk and set-up were over), if it did.
-    std::optional<Clock::time_point> active_time() {
+    // Milliseconds from `since` until "active" came (QEMU's walk and set-up
+    // were over), if it did.
+    std::optional<int64_t> ms_to_active(Clock::time_point since) {
         std::lock_guard lk(mu_);
         if (!active_at_) return std::nullopt;
-        return active_time_;
+        return std::chrono::duration_cast<milliseconds>(*active_at_ - since).count();
     }
 
 private:
     qemu::Monitor &mon_;
     qemu::Monitor::SubscriptionId stop_sub_ = 0, migration_sub_ = 0;
     std::mutex mu_;
-    uint64_t seq_ = 0, stop_at_ = 0, active_at_ = 0;
-    Clock::time_point active_time_{};
+    bool stop_seen_ = false, stop_first_ = false;
+    std::optional<Clock::time_point> active_at_;
 };
 
 // The instant method's migration: qemu/memory_migration.hh's sequence with
@@ -223,8 +228,7 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     const std::string job = "snapshot job";
     auto probed = mon.caps();
     // VIRTSNAP_SNAPSHOT_GATE=0 keeps the stop-first order (benches compare both).
-    const char *gate_env = std::getenv("VIRTSNAP_SNAPSHOT_GATE");
-    const bool gated = probed && probed->background_snapshot_gate_safe && !(gate_env && std::string(gate_env) == "0");
+    const bool gated = probed && probed->background_snapshot_gate_safe && !env_is("VIRTSNAP_SNAPSHOT_GATE", "0");
     auto caps = TRY(qemu::MigrationCapabilityChange::query(mon));
     for (const auto &name : opts.capabilities) TRY(caps.require(name));
     caps.want("events", true);
@@ -270,9 +274,8 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
     qemu::MigrationEventWaker events(mon);
     std::optional<int64_t> walk_estimate;
     if (!gated && qemu_pid) walk_estimate = g_walks.estimate_ms(*qemu_pid);
-    const char *overlap_env = std::getenv("VIRTSNAP_SNAPSHOT_WALK_OVERLAP");
     const bool overlap =
-        walk_estimate && *walk_estimate >= min_walk_ms() && !(overlap_env && std::string(overlap_env) == "0");
+        walk_estimate && *walk_estimate >= min_walk_ms() && !env_is("VIRTSNAP_SNAPSHOT_WALK_OVERLAP", "0");
     // The walk as the walk-overlap order saw it (ms from `migrate` to "active").
     std::optional<int64_t> walk_seen;
     // Stop-first: the switch, then `migrate`; QEMU's walk runs inside the pause.
@@ -316,44 +319,40 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         auto stop_after = milliseconds(std::max<int64_t>(0, *walk_estimate * kWalkShareNum / kWalkShareDen - kWalkLeadMs));
         // VIRTSNAP_TEST_LATE_STOP=1: `stop` well after the walk, so that it
         // comes after QEMU's own stop (the test of the retry).
-        const char *late_env = std::getenv("VIRTSNAP_TEST_LATE_STOP");
-        if (late_env && std::string(late_env) == "1") stop_after = milliseconds(*walk_estimate + 100);
+        if (env_is("VIRTSNAP_TEST_LATE_STOP", "1")) stop_after = milliseconds(*walk_estimate + 100);
         std::this_thread::sleep_until(migrate_sent + stop_after);
         // Whatever fails from here, QEMU's snapshot runs on: the stream is
         // dropped and it completes into nothing, rather than broken.
         auto drop_stream = [&] {
             relay->abandon();
-            (void)qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+            return qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
         };
         // ── the guest-visible pause begins ──
         if (Status paused = sw.pause(); !paused) {
-            drop_stream();
+            (void)drop_stream();
             return fail(std::move(paused).error());
         }
         if (order.stop_came_first()) {
             if (Status switched = sw.switch_disks(); !switched) {
                 (void)sw.resume();
-                drop_stream();
+                (void)drop_stream();
                 return fail(std::move(switched).error());
             }
             resume_once_ram_streams(mon, writer, true, [&] { return sw.resume(); });
-            if (auto active = order.active_time())
-                walk_seen = std::chrono::duration_cast<milliseconds>(*active - migrate_sent).count();
+            walk_seen = order.ms_to_active(migrate_sent);
         } else {
             // QEMU stopped the guest first and captured it running: that
             // stream is not the disks' instant. The guest goes on, the relay
             // drops the stream, QEMU's snapshot completes into nothing, and
             // the memory is taken again stop-first.
             Status resumed = sw.resume();
-            relay->abandon();
-            auto ended = qemu::wait_for_migration_end(mon, std::chrono::minutes(10));
+            auto ended = drop_stream();
             if (!resumed) return fail(std::move(resumed).error());
             if (!ended || *ended != "completed")
                 return fail(VIR_ERR_OPERATION_FAILED, VIR_FROM_QEMU,
                             job + ": the dropped stream did not complete (" + ended.value_or("still running") + ")");
             auto dropped = mon.query_migrate();
-            auto active = order.active_time();
-            const int64_t walked = active ? std::chrono::duration_cast<milliseconds>(*active - migrate_sent).count() : -1;
+            const int64_t walked = order.ms_to_active(migrate_sent).value_or(-1);
             VS_INFO("the stop came after QEMU's own capture (stop %lld ms after migrate, QEMU's walk and set-up over "
                     "after %lld ms): taking the memory again, stop first",
                     (long long)stop_after.count(), (long long)walked);
@@ -384,8 +383,8 @@ Result<qemu::MigrationProgress> instant_migration(qemu::Monitor &mon, qemu::Save
         if (opts.tracker && !abandoned) opts.tracker->update(last);
         const std::string &s = info->status;
         if (s == "completed" && !abandoned) {
-            if (!gated && qemu_pid && (walk_seen || last.setup_time_ms))
-                g_walks.record(*qemu_pid, walk_seen ? *walk_seen : *last.setup_time_ms);
+            if (auto walk = walk_seen ? walk_seen : last.setup_time_ms; !gated && qemu_pid && walk)
+                g_walks.record(*qemu_pid, *walk);
             undo.release();
             restore();
             TRY(relay->finish(std::chrono::minutes(5)));
